@@ -1,0 +1,36 @@
+"""Annealed Langevin sampling, decoding of latent vectors, and latent property optimisation."""
+
+from cdvae_core.sampling.decode import (
+    DecodeResult,
+    decode,
+    encode_dataset,
+    generate,
+    reconstruct,
+    sample_composition,
+    to_structures,
+)
+from cdvae_core.sampling.langevin import (
+    Frame,
+    LangevinConfig,
+    LangevinResult,
+    SamplingError,
+    annealed_langevin,
+)
+from cdvae_core.sampling.optimize import OptimizationResult, optimize_latent
+
+__all__ = [
+    "DecodeResult",
+    "Frame",
+    "LangevinConfig",
+    "LangevinResult",
+    "OptimizationResult",
+    "SamplingError",
+    "annealed_langevin",
+    "decode",
+    "encode_dataset",
+    "generate",
+    "optimize_latent",
+    "reconstruct",
+    "sample_composition",
+    "to_structures",
+]

@@ -1,0 +1,3 @@
+from cdvae_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""From latent vectors to crystals with a trained CDVAE: predict N, lattice and composition from
+z, initialise a random structure, then run annealed Langevin dynamics with the decoder.
+
+Generation draws z from the prior; reconstruction encodes given crystals first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from pymatgen.core import Lattice, Structure
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from cdvae_core.data.batch import CrystalBatch
+from cdvae_core.data.dataset import CrystalDataset
+from cdvae_core.geometry import lattice_params_to_matrix
+from cdvae_core.model.cdvae import CDVAE
+from cdvae_core.sampling.langevin import Frame, LangevinConfig, annealed_langevin
+
+__all__ = [
+    "DecodeResult",
+    "sample_composition",
+    "decode",
+    "generate",
+    "reconstruct",
+    "to_structures",
+]
+
+MIN_LENGTH = 0.5  # Å; a predicted length below this is clamped (only an untrained model does it)
+ANGLE_RANGE = (10.0, 170.0)  # degrees; idem
+
+
+@dataclass
+class DecodeResult:
+    """Decoded crystals, flat as in a batch, with an optional trajectory.
+
+    frac_coords ``[N, 3]``, atom_types ``[N]``, num_atoms ``[B]``, lengths ``[B, 3]`` (Å),
+    angles_deg ``[B, 3]``, z ``[B, latent]``; frames: the saved Langevin frames (all crystals).
+    """
+
+    frac_coords: Tensor
+    atom_types: Tensor
+    num_atoms: Tensor
+    lengths: Tensor
+    angles_deg: Tensor
+    z: Tensor
+    frames: list[Frame] = field(default_factory=list)
+
+    def structures(self) -> list[Structure]:
+        return to_structures(
+            self.frac_coords, self.atom_types, self.num_atoms, self.lengths, self.angles_deg
+        )
+
+
+def to_structures(frac_coords, atom_types, num_atoms, lengths, angles_deg) -> list[Structure]:
+    """pymatgen Structures of flat crystal tensors (lattice from the six parameters)."""
+    out = []
+    start = 0
+    for i, n in enumerate(num_atoms.tolist()):
+        lat = Lattice.from_parameters(*lengths[i].tolist(), *angles_deg[i].tolist())
+        out.append(
+            Structure(
+                lat,
+                atom_types[start : start + n].tolist(),
+                frac_coords[start : start + n].detach().cpu().double().numpy(),
+            )
+        )
+        start += n
+    return out
+
+
+def sample_composition(
+    comp_probs: Tensor, num_atoms: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """Initial atom types ``[N]`` matching each crystal's predicted composition: ``round(p N)``
+    atoms of each element, the remainder drawn from the leftover probability, then shuffled.
+
+    comp_probs: ``[B, K]`` composition probabilities; num_atoms: ``[B]``.
+    """
+    types = []
+    for probs, n in zip(comp_probs.detach().cpu().double(), num_atoms.tolist(), strict=True):
+        counts = torch.round(probs * n).long()
+        chosen = torch.repeat_interleave(torch.arange(1, probs.shape[0] + 1), counts)
+        if chosen.shape[0] < n:
+            left = (probs - counts.double() / n).clamp(min=0.0)
+            if left.sum() <= 0:
+                left = probs
+            extra = torch.multinomial(left, n - chosen.shape[0], replacement=True,
+                                      generator=generator) + 1
+            chosen = torch.cat([chosen, extra])
+        perm = torch.randperm(chosen.shape[0], generator=generator)
+        types.append(chosen[perm][:n])
+    return torch.cat(types).to(comp_probs.device)
+
+
+@torch.no_grad()
+def decode(
+    model: CDVAE,
+    z: Tensor,
+    cfg: LangevinConfig = LangevinConfig(),
+    generator: torch.Generator | None = None,
+    num_atoms: Tensor | None = None,
+    atom_types: Tensor | None = None,
+    callback: Callable[[Frame], None] | None = None,
+) -> DecodeResult:
+    """Algorithm 1 for a batch of latent vectors ``z [B, latent]``.
+
+    ``num_atoms`` / ``atom_types`` force the true number of atoms / types (reconstruction
+    options); forced types are kept fixed during the dynamics. The generator must live on the
+    CPU; all random draws use it, so a seed reproduces a run.
+    """
+    device = z.device
+    gen = generator or torch.Generator().manual_seed(0)
+    if num_atoms is None:
+        num_atoms = model.predict_num_atoms(z).argmax(dim=-1).clamp(min=1)
+    num_atoms = num_atoms.to(device)
+    _, lengths, angles = model.predict_lattice(z, num_atoms)
+    lengths = lengths.clamp(min=MIN_LENGTH)
+    angles = angles.clamp(*ANGLE_RANGE)
+    lattice = lattice_params_to_matrix(lengths, angles)
+    batch = torch.repeat_interleave(torch.arange(z.shape[0], device=device), num_atoms)
+    if atom_types is None:
+        comp = torch.softmax(model.fc_composition(z), dim=-1)
+        types = sample_composition(comp, num_atoms, gen).to(device)
+    else:
+        types = atom_types.to(device)
+        cfg = LangevinConfig(**{**cfg.__dict__, "update_types": False})
+    frac = torch.rand((int(num_atoms.sum()), 3), generator=gen).to(device)
+
+    sigmas = model.sigmas
+
+    def score_fn(f: Tensor, t: Tensor, level: int):
+        return model.decode_scores(z, f, t, num_atoms, lattice, batch, sigmas[level])
+
+    result = annealed_langevin(score_fn, frac, types, lattice, batch, sigmas, cfg, gen, callback)
+    return DecodeResult(result.frac_coords, result.atom_types, num_atoms, lengths, angles, z,
+                        result.frames)
+
+
+def generate(
+    model: CDVAE,
+    num_samples: int,
+    cfg: LangevinConfig = LangevinConfig(),
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> list[Structure]:
+    """``num_samples`` crystals with z drawn from the prior N(0, I)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    out: list[Structure] = []
+    for start in tqdm(range(0, num_samples, batch_size), disable=not progress, desc="generate"):
+        n = min(batch_size, num_samples - start)
+        z = torch.randn(n, model.cfg.latent_dim, generator=gen).to(device)
+        out.extend(decode(model, z, cfg, gen).structures())
+    return out
+
+
+@torch.no_grad()
+def encode_dataset(
+    model: CDVAE, dataset: CrystalDataset, batch_size: int = 256, sample: bool = False,
+    seed: int = 0,
+) -> Tensor:
+    """Latent vectors ``[len(dataset), latent]`` (the mean, or a sample when ``sample``)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    zs = []
+    for start in range(0, len(dataset), batch_size):
+        b: CrystalBatch = dataset.collate(range(start, min(len(dataset), start + batch_size)))
+        mu, log_var, _ = model.encode(b.to(device))
+        if sample:
+            eps = torch.randn(mu.shape, generator=gen).to(device)
+            mu = mu + eps * torch.exp(0.5 * log_var)
+        zs.append(mu)
+    return torch.cat(zs) if zs else torch.zeros(0, model.cfg.latent_dim)
+
+
+def reconstruct(
+    model: CDVAE,
+    dataset: CrystalDataset,
+    cfg: LangevinConfig = LangevinConfig(),
+    seed: int = 0,
+    batch_size: int = 256,
+    force_num_atoms: bool = False,
+    force_atom_types: bool = False,
+    indices: Sequence[int] | None = None,
+    progress: bool = True,
+) -> list[Structure]:
+    """Encode each crystal (latent mean) and decode it once."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    idx = list(range(len(dataset)) if indices is None else indices)
+    out: list[Structure] = []
+    for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="reconstruct"):
+        b = dataset.collate(idx[start : start + batch_size]).to(device)
+        with torch.no_grad():
+            mu, _, _ = model.encode(b)
+        res = decode(
+            model, mu, cfg, gen,
+            num_atoms=b.num_atoms if (force_num_atoms or force_atom_types) else None,
+            atom_types=b.atom_types if force_atom_types else None,
+        )
+        out.extend(res.structures())
+    return out

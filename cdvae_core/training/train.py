@@ -1,0 +1,181 @@
+"""Train a CDVAE model: ``train(TrainConfig(...))`` or ``cdvae train ...``.
+
+A run directory holds ``checkpoints/last.ckpt`` (every epoch, atomic), ``checkpoints/best.ckpt``
+(lowest validation loss), ``checkpoints/interrupted.ckpt`` (on Ctrl-C / SIGTERM), CSV and
+TensorBoard logs, ``model.pt`` (the self-contained model file of the best epoch) and
+``run.json`` (settings, split policy, wall time, hardware).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from cdvae_core.data.scaler import fit_scalers
+from cdvae_core.data.splits import load_training_splits
+from cdvae_core.model.config import ModelConfig
+from cdvae_core.training.checkpoint import AtomicCheckpointIO, load_model, save_model
+from cdvae_core.training.module import CDVAEModule, CrystalDataModule
+
+__all__ = ["TrainConfig", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run.
+
+    dataset / data_dir: benchmark name and the folder holding ``<dataset>/{train,val}.csv``.
+    out_dir: run directory. resume: continue from ``out_dir/checkpoints/last.ckpt`` if present.
+    architecture: ``"fast"`` or ``"paper"``; encoder / decoder: their config overrides.
+    epochs, batch_size, lr: as in the paper (3000, 512 for Perov-5, 1e-3) unless changed.
+    teacher_forcing_max_epoch: None means half of ``epochs`` (the paper: 1500 of 3000).
+    accelerator / devices / strategy / precision: Lightning's; "auto" picks a GPU when present.
+    holdout_fraction / seed: the fallback split policy when ``train.csv`` is absent.
+    limit_train_batches / limit_val_batches: for smoke runs (1.0 = all).
+    """
+
+    dataset: str = "perov_5"
+    data_dir: str = "data"
+    out_dir: str = "runs/perov_5"
+    architecture: str = "fast"
+    encoder: dict = field(default_factory=dict)
+    decoder: dict = field(default_factory=dict)
+    epochs: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    teacher_forcing_max_epoch: int | None = None
+    predict_property: bool = True
+    seed: int = 0
+    holdout_fraction: float = 0.1
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_nodes: int = 1
+    resume: bool = True
+    gradient_clip_val: float = 0.5
+    limit_train_batches: float | int = 1.0
+    limit_val_batches: float | int = 1.0
+    max_time: str | None = None
+    progress: bool = True
+    cache_dir: str | None = None
+    num_threads: int | None = None
+
+    def model_config(self) -> ModelConfig:
+        tf = self.teacher_forcing_max_epoch
+        return ModelConfig.for_dataset(
+            self.dataset,
+            architecture=self.architecture,
+            encoder=dict(self.encoder),
+            decoder=dict(self.decoder),
+            predict_property=self.predict_property,
+            teacher_forcing_max_epoch=self.epochs // 2 if tf is None else tf,
+        )
+
+
+class _SaveOnInterrupt(Callback):
+    """Write ``interrupted.ckpt`` when training stops on an exception or Ctrl-C; ``last.ckpt``
+    (end of the last full epoch, from which resuming is exact) is left as it was."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer, pl_module, exception):
+        if trainer.global_rank == 0:
+            try:
+                trainer.save_checkpoint(self.path)
+            except Exception:  # never mask the original error
+                pass
+
+
+def _hardware() -> dict:
+    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch": str(torch.__version__), "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training; returns the path of the exported ``model.pt``."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    splits = load_training_splits(
+        cfg.data_dir, cfg.dataset, cfg.holdout_fraction, cfg.seed,
+        cache_dir=cfg.cache_dir, progress=cfg.progress,
+    )
+    print(f"split policy: {splits.policy.description}")
+    print(f"train: {splits.train!r}\nval:   {splits.val!r}")
+    scalers = {k: v.state_dict() for k, v in fit_scalers(splits.train).items()}
+    model_cfg = cfg.model_config()
+    module = CDVAEModule(model_cfg.to_dict(), splits.policy.to_dict(), lr=cfg.lr, scalers=scalers)
+    data = CrystalDataModule(splits.train, splits.val, cfg.batch_size)
+
+    last = ckpt_dir / "last.ckpt"
+    # best.ckpt: lowest validation loss; last.ckpt: written after every epoch's validation
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                           save_top_k=1, save_last=True, enable_version_counter=False)
+    loggers = [CSVLogger(out, name="logs", version=0), TensorBoardLogger(out, name="tb", version=0)]
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=cfg.precision,
+        gradient_clip_val=cfg.gradient_clip_val,
+        gradient_clip_algorithm="value",
+        callbacks=[best, _SaveOnInterrupt(ckpt_dir / "interrupted.ckpt")],
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=cfg.progress,
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        log_every_n_steps=1,
+        max_time=cfg.max_time,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=True,
+    )
+    resume_from = str(last) if cfg.resume and last.is_file() else None
+    if resume_from:
+        print(f"resuming from {resume_from}")
+    run_json = out / "run.json"
+    previous = json.loads(run_json.read_text()) if resume_from and run_json.is_file() else {}
+    t0 = time.time()
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    wall = time.time() - t0 + float(previous.get("wall_time_s", 0.0))
+
+    model_path = out / "model.pt"
+    if trainer.global_rank == 0:
+        src = best.best_model_path or str(last)
+        model = load_model(src)
+        training = {
+            "epochs_completed": trainer.current_epoch,
+            "best_epoch_checkpoint": Path(src).name,
+            "best_val_loss": float(best.best_model_score) if best.best_model_score is not None
+            else None,
+            "wall_time_s": wall,
+            "hardware": _hardware(),
+            "train_size": len(splits.train),
+            "val_size": len(splits.val),
+            "settings": asdict(cfg),
+        }
+        save_model(model, model_path, splits.policy.to_dict(), training)
+        run_json.write_text(json.dumps(training | {"split_policy": splits.policy.to_dict()},
+                                       indent=2, default=str))
+    return model_path

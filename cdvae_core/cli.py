@@ -15,7 +15,7 @@ def _train(args: argparse.Namespace) -> int:
 
     known = {f.name for f in fields(TrainConfig)}
     kwargs = {k: v for k, v in vars(args).items() if k in known and v is not None}
-    for key in ("encoder", "decoder"):
+    for key in ("encoder", "decoder", "model_overrides"):
         if key in kwargs:
             kwargs[key] = json.loads(kwargs[key])
     path = train(TrainConfig(**kwargs))
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--architecture", choices=["fast", "paper"])
     t.add_argument("--encoder", help="JSON dict of encoder config overrides")
     t.add_argument("--decoder", help="JSON dict of decoder config overrides")
+    t.add_argument("--model-overrides", dest="model_overrides",
+                   help='JSON dict of other model config fields, e.g. {"latent_dim": 128}')
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", dest="batch_size", type=int)
     t.add_argument("--lr", type=float)

@@ -116,7 +116,7 @@ class CDVAE(nn.Module):
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
         """All loss terms, their weighted sum (``"loss"``) and accuracies for one batch."""
-        cfg, w = self.cfg, self.cfg.loss
+        w = self.cfg.loss
         B, device = batch.num_graphs, batch.frac_coords.device
         mu, log_var, z = self.encode(batch, generator)
 

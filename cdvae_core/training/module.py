@@ -77,13 +77,10 @@ class CDVAEModule(L.LightningModule):
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint):
-        self._pending_rng = checkpoint.get("rng_state")
-
-    def on_train_start(self):
-        rng = getattr(self, "_pending_rng", None)
+        # restored here, before the fit loop draws the next epoch's shuffle
+        rng = checkpoint.get("rng_state")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
-            self._pending_rng = None
 
 
 class CrystalDataModule(L.LightningDataModule):

@@ -26,7 +26,7 @@ from cdvae_core.model.config import ModelConfig
 from cdvae_core.training.checkpoint import AtomicCheckpointIO, load_model, save_model
 from cdvae_core.training.module import CDVAEModule, CrystalDataModule
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "train", "read_metrics"]
 
 
 @dataclass
@@ -35,7 +35,8 @@ class TrainConfig:
 
     dataset / data_dir: benchmark name and the folder holding ``<dataset>/{train,val}.csv``.
     out_dir: run directory. resume: continue from ``out_dir/checkpoints/last.ckpt`` if present.
-    architecture: ``"fast"`` or ``"paper"``; encoder / decoder: their config overrides.
+    architecture: ``"fast"`` or ``"paper"``; encoder / decoder: their config overrides;
+        model_overrides: other :class:`ModelConfig` fields (``latent_dim``, ``noise``, ...).
     epochs, batch_size, lr: as in the paper (3000, 512 for Perov-5, 1e-3) unless changed.
     teacher_forcing_max_epoch: None means half of ``epochs`` (the paper: 1500 of 3000).
     accelerator / devices / strategy / precision: Lightning's; "auto" picks a GPU when present.
@@ -49,6 +50,7 @@ class TrainConfig:
     architecture: str = "fast"
     encoder: dict = field(default_factory=dict)
     decoder: dict = field(default_factory=dict)
+    model_overrides: dict = field(default_factory=dict)
     epochs: int = 3000
     batch_size: int = 256
     lr: float = 1e-3
@@ -79,6 +81,7 @@ class TrainConfig:
             decoder=dict(self.decoder),
             predict_property=self.predict_property,
             teacher_forcing_max_epoch=self.epochs // 2 if tf is None else tf,
+            **self.model_overrides,
         )
 
 
@@ -129,7 +132,8 @@ def train(cfg: TrainConfig) -> Path:
     # best.ckpt: lowest validation loss; last.ckpt: written after every epoch's validation
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                            save_top_k=1, save_last=True, enable_version_counter=False)
-    loggers = [CSVLogger(out, name="logs", version=0), TensorBoardLogger(out, name="tb", version=0)]
+    # a resumed run logs into a new version folder: earlier curves are kept (read_metrics joins)
+    loggers = [CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")]
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
@@ -179,3 +183,15 @@ def train(cfg: TrainConfig) -> Path:
         run_json.write_text(json.dumps(training | {"split_policy": splits.policy.to_dict()},
                                        indent=2, default=str))
     return model_path
+
+
+def read_metrics(run_dir: str | os.PathLike):
+    """All logged metrics of a run (every resumed segment, in order) as a pandas DataFrame."""
+    import pandas as pd
+
+    files = sorted(Path(run_dir, "logs").glob("version_*/metrics.csv"),
+                   key=lambda p: int(p.parent.name.split("_")[1]))
+    if not files:
+        raise FileNotFoundError(f"no metrics.csv under {Path(run_dir, 'logs')}")
+    frames = [pd.read_csv(f).assign(segment=i) for i, f in enumerate(files)]
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtual environment in .venv with everything the library,
+# the app, the notebooks and the tests need. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${CDVAE_VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating virtual environment $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# torch first, pinned: on machines with a local CPU wheel this takes it instead of a multi-GB
+# CUDA build; elsewhere pip fetches the default build for the platform (GPU used when present).
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    "${PIP[@]}" "torch==${CDVAE_TORCH_VERSION:-2.13.0}"
+fi
+"${PIP[@]}" -e ".[app,notebooks,dev]"
+# Local copy of the 3Dmol.js viewer for the app (served offline, never from a CDN at view time).
+if [ ! -f app/static/3Dmol-min.js ] && command -v npm >/dev/null 2>&1; then
+    bash scripts/fetch_3dmol.sh || echo "warning: could not install 3dmol from npm; the app's 3D viewer needs app/static/3Dmol-min.js" >&2
+fi
+echo "environment ready: $VENV"

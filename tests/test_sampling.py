@@ -1,0 +1,130 @@
+"""Annealed Langevin, decoding and latent optimisation, tested apart from any trained network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pymatgen.analysis.structure_matcher import StructureMatcher
+
+from cdvae_core.geometry import frac_to_cart, min_image_frac_displacement
+from cdvae_core.model.noise import geometric_sigmas
+from cdvae_core.sampling import (
+    LangevinConfig,
+    SamplingError,
+    annealed_langevin,
+    optimize_latent,
+    sample_composition,
+    to_structures,
+)
+
+from conftest import cubic_srtio3, diamond_carbon
+
+
+def _analytic_score(true_frac, lattice, batch, num_types=100, true_types=None):
+    """Exact score of N(x | true, sigma^2) per atom (minimum image): (true - x) / sigma^2."""
+
+    def score_fn(frac, types, level, sigmas):
+        disp = frac_to_cart(min_image_frac_displacement(frac, true_frac, lattice, batch),
+                            lattice, batch)
+        sigma = float(sigmas[level])
+        logits = torch.full((frac.shape[0], num_types), -10.0, dtype=frac.dtype)
+        if true_types is not None:
+            logits[torch.arange(frac.shape[0]), true_types - 1] = 10.0
+        return disp / sigma**2, logits
+
+    return score_fn
+
+
+@pytest.mark.parametrize("make", [cubic_srtio3, diamond_carbon])
+def test_langevin_on_a_perfect_score_recovers_the_structure(make):
+    s = make()
+    true = torch.tensor(s.frac_coords % 1.0)
+    lat = torch.tensor(s.lattice.matrix)[None]
+    batch = torch.zeros(len(s), dtype=torch.long)
+    types = torch.tensor(s.atomic_numbers)
+    sigmas = geometric_sigmas(10.0, 0.01, 50).double()
+    fn = _analytic_score(true, lat, batch, true_types=types)
+    gen = torch.Generator().manual_seed(0)
+    start = torch.rand(true.shape, generator=gen, dtype=torch.float64)
+    wrong_types = torch.full_like(types, 6 if types[0] != 6 else 8)
+    res = annealed_langevin(lambda f, t, lv: fn(f, t, lv, sigmas), start, wrong_types, lat, batch,
+                            sigmas, LangevinConfig(n_step_each=10), gen)
+    (out,) = to_structures(res.frac_coords, res.atom_types, torch.tensor([len(s)]),
+                           torch.tensor([s.lattice.abc]), torch.tensor([s.lattice.angles]))
+    assert StructureMatcher().fit(out, s)
+    err = frac_to_cart(min_image_frac_displacement(res.frac_coords, true, lat, batch), lat, batch)
+    assert err.norm(dim=-1).max() < 0.1  # the last level's noise is 0.01 A per step
+
+
+def test_langevin_is_reproducible_and_saves_frames():
+    s = cubic_srtio3()
+    true = torch.tensor(s.frac_coords)
+    lat = torch.tensor(s.lattice.matrix)[None]
+    batch = torch.zeros(5, dtype=torch.long)
+    sigmas = geometric_sigmas(10.0, 0.01, 10).double()
+    fn = _analytic_score(true, lat, batch)
+    cfg = LangevinConfig(n_step_each=3, save_every=5)
+    runs = []
+    for _ in range(2):
+        gen = torch.Generator().manual_seed(42)
+        start = torch.rand(true.shape, generator=gen, dtype=torch.float64)
+        runs.append(annealed_langevin(lambda f, t, lv: fn(f, t, lv, sigmas), start,
+                                      torch.tensor(s.atomic_numbers), lat, batch, sigmas, cfg, gen))
+    torch.testing.assert_close(runs[0].frac_coords, runs[1].frac_coords)
+    frames = runs[0].frames
+    assert [f.step for f in frames] == [1, 5, 10, 15, 20, 25, 30]
+    assert frames[0].sigma == pytest.approx(10.0) and frames[-1].level == 9
+    assert frames[0].type_probs.shape == (5, 100) and frames[0].score_norm.shape == (5,)
+    for f in frames:
+        assert (f.frac_coords >= 0).all() and (f.frac_coords < 1).all()
+
+
+def test_langevin_stops_with_a_clear_error_on_nan():
+    lat = torch.eye(3, dtype=torch.float64)[None] * 4
+    batch = torch.zeros(2, dtype=torch.long)
+
+    def bad(frac, types, level):
+        return torch.full_like(frac, float("nan")), torch.zeros(2, 100, dtype=frac.dtype)
+
+    with pytest.raises(SamplingError, match="non-finite coordinates at level 0"):
+        annealed_langevin(bad, torch.rand(2, 3, dtype=torch.float64), torch.ones(2, dtype=torch.long),
+                          lat, batch, geometric_sigmas(1, 0.1, 3).double())
+
+
+def test_langevin_config_rejects_absurd_settings():
+    for kw in ({"n_step_each": 0}, {"step_lr": -1.0}, {"step_lr": float("nan")},
+               {"level_stride": 0}, {"save_every": 0}):
+        with pytest.raises(ValueError):
+            LangevinConfig(**kw)
+
+
+def test_sample_composition_matches_the_predicted_composition():
+    probs = torch.zeros(2, 100)
+    probs[0, [37, 21, 7]] = torch.tensor([0.2, 0.2, 0.6])  # Sr Ti O3 -> 1, 1, 3 of 5
+    probs[1, 5] = 1.0  # pure carbon
+    types = sample_composition(probs, torch.tensor([5, 8]), torch.Generator().manual_seed(0))
+    first = sorted(types[:5].tolist())
+    assert first == [8, 8, 8, 22, 38]
+    assert types[5:].tolist() == [6] * 8
+    # leftover atoms are drawn from the leftover probability
+    probs = torch.zeros(1, 100)
+    probs[0, [0, 1]] = torch.tensor([0.5, 0.5])
+    types = sample_composition(probs, torch.tensor([3]), torch.Generator().manual_seed(0))
+    assert len(types) == 3 and set(types.tolist()) <= {1, 2}
+
+
+def test_latent_optimisation_descends_a_known_function():
+    target = torch.tensor([[1.0, -2.0, 0.5]])
+
+    def prop(z):
+        return ((z - target) ** 2).sum(-1)
+
+    res = optimize_latent(prop, torch.zeros(1, 3), steps=3000, lr=1e-2, save_every=500)
+    assert res.saved_steps == [0, 500, 1000, 1500, 2000, 2500, 3000]
+    assert res.prop.shape == (3001, 1)
+    assert res.prop[-1, 0] < 1e-3 < res.prop[0, 0]
+    torch.testing.assert_close(res.z_saved[-1], target, atol=1e-2, rtol=0)
+    up = optimize_latent(prop, torch.zeros(1, 3), steps=100, lr=1e-2, direction="maximize")
+    assert up.prop[-1, 0] > up.prop[0, 0]
+    with pytest.raises(ValueError):
+        optimize_latent(prop, torch.zeros(1, 3), direction="sideways")

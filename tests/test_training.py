@@ -1,0 +1,144 @@
+"""Training: learning is real, resume after a kill is exact, checkpoints, 2-process DDP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from cdvae_core.data.dataset import CrystalDataset
+from cdvae_core.data.scaler import fit_scalers
+from cdvae_core.model.cdvae import CDVAE
+from cdvae_core.model.config import ModelConfig
+from cdvae_core.training.checkpoint import load_model
+from cdvae_core.training.train import TrainConfig, read_metrics, train
+
+from helpers import REPO, data_file
+
+TINY = {"hidden": 32, "num_layers": 2, "num_rbf": 16}
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    """A data directory with the first 48 rows of Perov-5 val.csv (no train.csv)."""
+    src = data_file("perov_5", "val")
+    folder = tmp_path / "data" / "perov_5"
+    folder.mkdir(parents=True)
+    pd.read_csv(src, nrows=48).to_csv(folder / "val.csv", index=False)
+    return tmp_path / "data"
+
+
+def _cfg(tmp_path, data_dir, out, **kw) -> TrainConfig:
+    base = dict(dataset="perov_5", data_dir=str(data_dir), out_dir=str(tmp_path / out),
+                encoder=TINY, decoder=TINY, model_overrides={"latent_dim": 16, "hidden_dim": 32},
+                epochs=3, batch_size=8, teacher_forcing_max_epoch=100, progress=False,
+                cache_dir=str(tmp_path / "cache"), accelerator="cpu", devices=1, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _step_losses(run_dir) -> list[float]:
+    df = read_metrics(run_dir)
+    return df["train_loss_step"].dropna().tolist()
+
+
+@pytest.mark.slow
+def test_learning_is_real_on_16_perov5_structures():
+    path = data_file("perov_5", "val")
+    ds = CrystalDataset.from_csv(path, "perov_5", progress=False).subset(range(16))
+    torch.manual_seed(0)
+    cfg = ModelConfig.for_dataset("perov_5", encoder={"hidden": 64}, decoder={"hidden": 64})
+    model = CDVAE(cfg, fit_scalers(ds))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = ds.collate(range(16))
+    gen = torch.Generator().manual_seed(0)
+    history = {"coord_loss": [], "type_loss": []}
+    for _ in range(300):
+        out = model(batch, generator=gen)
+        opt.zero_grad()
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
+        opt.step()
+        for k in history:
+            history[k].append(out[k].item())
+    for k, v in history.items():
+        first, last = sum(v[:30]) / 30, sum(v[-30:]) / 30
+        assert last <= 0.5 * first, f"{k} fell only from {first:.3f} to {last:.3f}"
+
+
+@pytest.mark.slow
+def test_training_writes_checkpoints_and_a_loadable_model(tmp_path, tiny_data):
+    path = train(_cfg(tmp_path, tiny_data, "run", epochs=2))
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file() and (ckpts / "best.ckpt").is_file()
+    model, info = load_model(path, with_info=True)
+    assert info["split_policy"]["train_file"] == "val.csv"
+    assert info["training"]["epochs_completed"] == 2
+    assert (tmp_path / "run" / "run.json").is_file()
+    assert isinstance(model, CDVAE)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_continues_exactly(tmp_path, tiny_data):
+    reference = _cfg(tmp_path, tiny_data, "ref", epochs=4)
+    train(reference)
+    ref_losses = _step_losses(tmp_path / "ref")
+    steps_per_epoch = len(ref_losses) // 4
+
+    # the same run in a subprocess, killed hard once an epoch checkpoint exists
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cdvae_core", "train", "--dataset", "perov_5",
+           "--data-dir", str(tiny_data), "--out-dir", str(out), "--epochs", "40",
+           "--batch-size", "8", "--teacher-forcing-max-epoch", "100", "--seed", "7",
+           "--encoder", '{"hidden": 32, "num_layers": 2, "num_rbf": 16}',
+           "--decoder", '{"hidden": 32, "num_layers": 2, "num_rbf": 16}',
+           "--model-overrides", '{"latent_dim": 16, "hidden_dim": 32}',
+           "--accelerator", "cpu", "--devices", "1", "--no-progress"]
+    env = dict(os.environ, CDVAE_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_epochs = torch.load(last, weights_only=True)["epoch"] + 1  # epochs completed
+    assert 2 <= done_epochs < 4
+
+    train(_cfg(tmp_path, tiny_data, "killed", epochs=4))
+    resumed = _step_losses(out)
+    n = steps_per_epoch * (4 - done_epochs)
+    assert resumed[-n:] == pytest.approx(ref_losses[-n:], rel=1e-5, abs=1e-6)
+    # the killed segment's log is kept, and so are its steps before the checkpoint
+    segments = read_metrics(out)["segment"].unique().tolist()
+    assert segments == [0, 1]
+    assert len(resumed) >= len(ref_losses)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path, tiny_data):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "cdvae_core", "train", "--dataset", "perov_5",
+           "--data-dir", str(tiny_data), "--out-dir", str(out), "--epochs", "2",
+           "--batch-size", "8", "--encoder", '{"hidden": 32, "num_layers": 2, "num_rbf": 16}',
+           "--decoder", '{"hidden": 32, "num_layers": 2, "num_rbf": 16}',
+           "--model-overrides", '{"latent_dim": 16, "hidden_dim": 32}',
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--num-threads", "1",
+           "--no-progress"]
+    env = dict(os.environ, CDVAE_CACHE_DIR=str(tmp_path / "cache"))
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "gloo" in res.stderr + res.stdout or "world_size" in (res.stderr + res.stdout).lower() \
+        or "distributed" in (res.stderr + res.stdout).lower()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    model = load_model(out / "model.pt")
+    assert model.cfg.encoder["hidden"] == 32

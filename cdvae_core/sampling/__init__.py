@@ -17,6 +17,7 @@ from cdvae_core.sampling.langevin import (
     annealed_langevin,
 )
 from cdvae_core.sampling.optimize import OptimizationResult, optimize_latent
+from cdvae_core.sampling.presets import PRESETS, get_preset
 
 __all__ = [
     "DecodeResult",
@@ -24,11 +25,13 @@ __all__ = [
     "LangevinConfig",
     "LangevinResult",
     "OptimizationResult",
+    "PRESETS",
     "SamplingError",
     "annealed_langevin",
     "decode",
     "encode_dataset",
     "generate",
+    "get_preset",
     "optimize_latent",
     "reconstruct",
     "sample_composition",

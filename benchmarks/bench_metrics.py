@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
-from cdvae_core.data.dataset import available_workers
-from cdvae_core.io import atomic_write
 from cdvae_core.metrics.evaluate import evaluate_generation
 from cdvae_core.metrics.fingerprints import cached_fingerprints
+from cdvae_core.utils import atomic_write, available_workers
 
 REPO = Path(__file__).resolve().parents[1]
 PER_SAMPLE_STAGES = ("validity_and_symmetry", "generated_fingerprints", "coverage")

@@ -1,4 +1,5 @@
-"""Command line: ``cdvae train | download | sample | evaluate | info`` (``python -m cdvae_core``)."""
+"""Command line: ``cdvae train | train-predictor | evaluate | generate | download | info``
+(also ``python -m cdvae_core``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -42,6 +44,104 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_predictor(args: argparse.Namespace) -> int:
+    from cdvae_core.data.splits import load_split, load_training_splits
+    from cdvae_core.metrics.predictor import (
+        PredictorConfig,
+        evaluate_mae,
+        save_predictor,
+        train_predictor,
+    )
+
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    splits = load_training_splits(args.data_dir, args.dataset, seed=args.seed)
+    info = splits.train.info
+    cfg = PredictorConfig(dataset=info.name, property_column=info.property_column)
+    model, report = train_predictor(splits.train, splits.val, cfg, epochs=args.epochs,
+                                    batch_size=args.batch_size, seed=args.seed,
+                                    patience=args.patience)
+    report["split_policy"] = splits.policy.to_dict()
+    report["val_mae"] = report["best_val_mae"]
+    if args.test_mae:
+        # test.csv scores the finished predictor; it never selects or tunes it
+        report["test_mae"] = evaluate_mae(model, load_split(args.data_dir, args.dataset, "test"))
+    save_predictor(model, args.out, report)
+    summary = {k: v for k, v in report.items() if k != "history"}
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _sampler(args: argparse.Namespace):
+    from cdvae_core.sampling.presets import get_preset
+
+    changes = {}
+    if args.steps_per_level is not None:
+        changes["n_step_each"] = args.steps_per_level
+    if args.step_lr is not None:
+        changes["step_lr"] = args.step_lr
+    return get_preset(args.sampler, **changes)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from cdvae_core import tasks
+    from cdvae_core.data.splits import load_split
+    from cdvae_core.metrics.predictor import load_predictor
+    from cdvae_core.training.checkpoint import load_model
+
+    model = load_model(args.checkpoint)
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    model = model.to(device)
+    test = load_split(args.data_dir, model.cfg.dataset, "test")
+    sampler = _sampler(args)
+    predictor = load_predictor(args.predictor) if args.predictor else None
+    prop_fn = predictor.predict if predictor is not None else None
+    out = Path(args.out_dir)
+    common = dict(sampler=sampler, seed=args.seed, checkpoint=args.checkpoint)
+    results = {}
+    if "reconstruction" in args.tasks:
+        results["reconstruction"] = tasks.run_reconstruction(
+            model, test, out / "reconstruction", limit=args.num_reconstruct,
+            batch_size=args.batch_size, **common)
+    if "generation" in args.tasks:
+        results["generation"] = tasks.run_generation(
+            model, test, out / "generation", num_samples=args.num_samples,
+            batch_size=args.batch_size, property_fn=prop_fn, **common)
+    if "optimization" in args.tasks:
+        if prop_fn is None:
+            raise ValueError("the optimization task needs --predictor (the independent GNN)")
+        results["optimization"] = tasks.run_optimization(
+            model, test, out / "optimization", prop_fn, num_materials=args.num_optimize,
+            steps=args.opt_steps, decode_every=args.decode_every, **common)
+    print(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from cdvae_core.sampling.decode import generate
+    from cdvae_core.tasks import write_structures
+    from cdvae_core.training.checkpoint import load_model
+
+    model = load_model(args.checkpoint)
+    structures = generate(model, args.num_samples, _sampler(args), args.seed, args.batch_size)
+    write_structures(structures, Path(args.out_dir))
+    print(f"{len(structures)} structures written to {args.out_dir}/structures.zip and "
+          "structures.extxyz")
+    return 0
+
+
+def _add_sampler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", default="paper", help="preset: paper | fast | interactive")
+    p.add_argument("--steps-per-level", dest="steps_per_level", type=int)
+    p.add_argument("--step-lr", dest="step_lr", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdvae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +175,42 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", dest="data_dir", required=True)
     d.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     d.set_defaults(func=_download)
+
+    tp = sub.add_parser("train-predictor", help="train the independent property predictor")
+    tp.add_argument("--dataset", default="perov_5")
+    tp.add_argument("--data-dir", dest="data_dir", required=True)
+    tp.add_argument("--out", required=True, help="predictor file to write")
+    tp.add_argument("--epochs", type=int, default=150)
+    tp.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--patience", type=int, default=30)
+    tp.add_argument("--num-threads", dest="num_threads", type=int)
+    tp.add_argument("--no-test-mae", dest="test_mae", action="store_false")
+    tp.set_defaults(func=_train_predictor)
+
+    e = sub.add_parser("evaluate", help="run the paper's tasks and metrics on test.csv")
+    e.add_argument("checkpoint")
+    e.add_argument("--data-dir", dest="data_dir", required=True)
+    e.add_argument("--out-dir", dest="out_dir", required=True)
+    e.add_argument("--tasks", nargs="+", default=["reconstruction", "generation", "optimization"],
+                   choices=["reconstruction", "generation", "optimization"])
+    e.add_argument("--predictor", help="independent property predictor file")
+    e.add_argument("--num-samples", dest="num_samples", type=int, default=10000)
+    e.add_argument("--num-reconstruct", dest="num_reconstruct", type=int,
+                   help="first N test crystals (default: all)")
+    e.add_argument("--num-optimize", dest="num_optimize", type=int, default=100)
+    e.add_argument("--opt-steps", dest="opt_steps", type=int, default=5000)
+    e.add_argument("--decode-every", dest="decode_every", type=int, default=500)
+    e.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
+    _add_sampler_args(e)
+    e.set_defaults(func=_evaluate)
+
+    g = sub.add_parser("generate", help="sample crystals from the prior into CIF zip + extxyz")
+    g.add_argument("checkpoint")
+    g.add_argument("--out-dir", dest="out_dir", required=True)
+    g.add_argument("--num-samples", dest="num_samples", type=int, default=100)
+    _add_sampler_args(g)
+    g.set_defaults(func=_generate)
 
     i = sub.add_parser("info", help="print what a model file holds")
     i.add_argument("checkpoint")

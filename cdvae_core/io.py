@@ -9,13 +9,11 @@ traceback.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
 from cdvae_core.data.parsing import BadRowError, parse_cif
+from cdvae_core.utils import atomic_write
 
 __all__ = [
     "atomic_write",
@@ -40,34 +39,6 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 _XYZ_SUFFIXES = (".xyz", ".extxyz")
-
-
-@contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file beside ``path``; on a clean exit rename it onto ``path``.
-
-    Args:
-        path: final destination; its parent folder is created.
-        mode: ``"w"`` (text, UTF-8) or ``"wb"`` (bytes).
-
-    Yields:
-        The open file object. If the body raises, the temporary file is removed and ``path`` is
-        left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target so that os.replace is a rename within one file system.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as fh:
-            yield fh
-        # mkstemp creates the file readable by its owner only; give it a regular file's mode.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _check_loaded(structure: Structure, where: str) -> Structure:

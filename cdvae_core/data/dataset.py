@@ -14,7 +14,6 @@ import logging
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,12 @@ from cdvae_core.data.parsing import (
     record_from_structure,
 )
 from cdvae_core.data.registry import DatasetInfo, get_dataset_info
+from cdvae_core.utils import (
+    atomic_torch_save,
+    available_workers,
+    default_cache_dir,
+    file_sha256,
+)
 
 __all__ = ["BadRow", "CrystalDataset", "default_cache_dir", "available_workers"]
 
@@ -55,20 +60,6 @@ class BadRow:
         return f"row {self.row} (material_id {self.material_id}): {self.reason}"
 
 
-def default_cache_dir() -> Path:
-    """``$CDVAE_CACHE_DIR``, else ``~/.cache/cdvae_core`` (the data directory may be read-only)."""
-    env = os.environ.get("CDVAE_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "cdvae_core"
-
-
-def available_workers() -> int:
-    """Cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def _process_row(args: tuple[int, str, str, int | None, GraphSettings]):
     row, material_id, cif, max_atoms, settings = args
     try:
@@ -78,26 +69,6 @@ def _process_row(args: tuple[int, str, str, int | None, GraphSettings]):
     except Exception as exc:  # a pymatgen failure on a strange structure is still a bad row
         return row, material_id, None, f"{type(exc).__name__}: {exc}"
     return row, material_id, record, None
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_torch_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _report_bad_rows(bad: Sequence[BadRow], source: str, on_error: OnError) -> None:
@@ -240,7 +211,7 @@ class CrystalDataset(torch.utils.data.Dataset):
         cache_file = None
         if use_cache:
             key = hashlib.sha256(
-                f"{_file_digest(path)}|{info.name}|{info.max_atoms}|{info.property_column}|"
+                f"{file_sha256(path)}|{info.name}|{info.max_atoms}|{info.property_column}|"
                 f"{settings.key()}|{_CACHE_FORMAT}".encode()
             ).hexdigest()[:20]
             cache_file = Path(cache_dir or default_cache_dir()) / f"{info.name}-{path.stem}-{key}.pt"
@@ -280,7 +251,7 @@ class CrystalDataset(torch.utils.data.Dataset):
         )
         ds = cls.from_records(records, info, props, ids, rows, str(path), bad)
         if cache_file is not None:
-            _atomic_torch_save(ds._storage() | {"bad_rows": [
+            atomic_torch_save(ds._storage() | {"bad_rows": [
                 [b.row, b.material_id, b.reason] for b in bad]}, cache_file)
         _report_bad_rows(bad, str(path), on_error)
         return ds

@@ -22,7 +22,6 @@ from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from cdvae_core.data.registry import DatasetInfo, get_dataset_info
-from cdvae_core.io import atomic_write
 from cdvae_core.metrics.coverage import coverage_metrics, diversity
 from cdvae_core.metrics.fingerprints import (
     cached_fingerprints,
@@ -42,6 +41,7 @@ from cdvae_core.metrics.validity import (
     composition_validity,
     structure_validity,
 )
+from cdvae_core.utils import atomic_write
 
 __all__ = ["describe_structures", "evaluate_generation", "evaluate_reconstruction", "save_results"]
 

@@ -30,8 +30,7 @@ import numpy as np
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
-from cdvae_core.data.dataset import available_workers, default_cache_dir
-from cdvae_core.io import atomic_write
+from cdvae_core.utils import atomic_write, available_workers, default_cache_dir
 
 __all__ = [
     "STRUCT_FP_DIM",

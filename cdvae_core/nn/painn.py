@@ -21,7 +21,7 @@ from cdvae_core.data.batch import CrystalBatch
 from cdvae_core.geometry import edge_vectors
 from cdvae_core.nn.base import MAX_ATOMIC_NUM, CosineCutoff, GaussianBasis, decoder_graph, mlp
 
-__all__ = ["PaiNNConfig", "PaiNNEncoder", "PaiNNDecoder"]
+__all__ = ["PaiNNConfig", "PaiNNTrunk", "PaiNNEncoder", "PaiNNDecoder"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,9 @@ class _Update(nn.Module):
         return s + a_ss + a_sv * (uv * vv).sum(1), v + uv * a_vv[:, None, :]
 
 
-class _Trunk(nn.Module):
+class PaiNNTrunk(nn.Module):
+    """Message + update blocks on ``(s [N, F], edge_index, edge_vec)``; returns ``(s, v)``."""
+
     def __init__(self, cfg: PaiNNConfig):
         super().__init__()
         self.cfg = cfg
@@ -107,7 +109,7 @@ class PaiNNEncoder(nn.Module):
         super().__init__()
         self.cfg, self.out_dim = cfg, out_dim
         self.embed = nn.Embedding(MAX_ATOMIC_NUM + 1, cfg.hidden)
-        self.trunk = _Trunk(cfg)
+        self.trunk = PaiNNTrunk(cfg)
         self.out = mlp([cfg.hidden, cfg.hidden, out_dim])
 
     def forward(self, batch: CrystalBatch) -> Tensor:
@@ -132,7 +134,7 @@ class PaiNNDecoder(nn.Module):
         self.cfg, self.latent_dim = cfg, latent_dim
         self.embed = nn.Embedding(MAX_ATOMIC_NUM + 1, cfg.hidden)
         self.inp = mlp([cfg.hidden + latent_dim, cfg.hidden, cfg.hidden])
-        self.trunk = _Trunk(cfg)
+        self.trunk = PaiNNTrunk(cfg)
         self.gate_v = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
         self.gate_s = mlp([2 * cfg.hidden, cfg.hidden, cfg.hidden])
         self.vec_out = nn.Linear(cfg.hidden, 1, bias=False)

@@ -9,18 +9,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.config import ModelConfig
+from cdvae_core.utils import (
+    CheckpointError,
+    atomic_torch_save,
+    file_sha256,
+    safe_torch_load,
+)
 
 __all__ = [
     "FORMAT",
@@ -37,40 +39,6 @@ FORMAT = "cdvae_core.model"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
-    """A file that is not a usable checkpoint (corrupt, foreign, or from an unknown version)."""
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a crash
-    mid-write never leaves a truncated checkpoint behind, and the previous one stays intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """``torch.load(weights_only=True)`` with a clear :class:`CheckpointError` on failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path}: cannot be read as a safe checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). The file is corrupt, truncated, "
-            "or not a cdvae_core checkpoint (arbitrary pickles are refused for safety)."
-        ) from None
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O with atomic writes and ``weights_only=True`` reads."""
 
@@ -79,14 +47,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return safe_torch_load(path, map_location or "cpu")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_model(

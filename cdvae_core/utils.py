@@ -1,0 +1,102 @@
+"""Small shared pieces: atomic file writes, safe checkpoint loading, cores and cache folder.
+
+Nothing here imports the rest of the package, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "atomic_write",
+    "atomic_torch_save",
+    "safe_torch_load",
+    "file_sha256",
+    "available_workers",
+    "default_cache_dir",
+]
+
+
+class CheckpointError(RuntimeError):
+    """A file that is not a usable checkpoint (corrupt, foreign, or from an unknown version)."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary file beside ``path``; on a clean exit rename it onto ``path``.
+
+    Args:
+        path: final destination; its parent folder is created.
+        mode: ``"w"`` (text, UTF-8) or ``"wb"`` (bytes).
+
+    Yields:
+        The open file object. If the body raises, the temporary file is removed and ``path`` is
+        left untouched: a crash mid-write never leaves half a file, and the previous file stays.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder as the target so that os.replace is a rename within one file system.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
+        # mkstemp creates the file readable by its owner only; give it a regular file's mode.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    with atomic_write(path, "wb") as fh:
+        torch.save(obj, fh)
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with a clear :class:`CheckpointError` on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(
+            f"{path}: cannot be read as a safe checkpoint ({type(exc).__name__}: {first}). "
+            "The file is corrupt, truncated, or not a cdvae_core checkpoint (arbitrary pickles "
+            "are refused for safety)."
+        ) from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def available_workers() -> int:
+    """Cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_cache_dir() -> Path:
+    """``$CDVAE_CACHE_DIR``, else ``~/.cache/cdvae_core`` (the data directory may be read-only)."""
+    env = os.environ.get("CDVAE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "cdvae_core"

@@ -1,0 +1,151 @@
+"""Model speed: training step (forward, backward, Adam) and Langevin step times, peak memory,
+and a full training epoch over Perov-5 val.csv, for each architecture. Each case runs in a fresh
+subprocess so that its peak memory (max RSS) is its own. Prints JSON and writes
+benchmarks/results/model.json.
+
+    python benchmarks/bench_model.py --data-dir ../shared/data [--arch fast paper] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+REFERENCE = {  # txie-93/cdvae default configuration, torch 2.13 CPU, 2 threads, this machine kind
+    "train_step_perov_5_b32_s": 0.85,
+    "train_step_perov_5_b256_s": 7.8,
+    "train_step_perov_5_b256_peak_gb": 6.0,
+    "train_step_carbon_24_b32_s": 1.50,
+    "langevin_step_perov_5_32_s": 0.43,
+    "langevin_step_carbon_24_32_s": 0.75,
+}
+
+CASES = [
+    ("train", "perov_5", 32),
+    ("train", "perov_5", 256),
+    ("train", "carbon_24", 32),
+    ("langevin", "perov_5", 32),
+    ("langevin", "perov_5", 256),
+    ("langevin", "carbon_24", 32),
+]
+
+
+def run_case(kind: str, dataset: str, batch: int, arch: str, data_dir: str, repeats: int):
+    from cdvae_core.data.scaler import fit_scalers
+    from cdvae_core.data.splits import load_split
+    from cdvae_core.geometry import cart_to_frac, frac_to_cart, wrap_frac
+    from cdvae_core.model.cdvae import CDVAE
+    from cdvae_core.model.config import ModelConfig
+
+    ds = load_split(data_dir, dataset, "val", progress=False)
+    torch.manual_seed(0)
+    model = CDVAE(ModelConfig.for_dataset(dataset, architecture=arch), fit_scalers(ds))
+    b = ds.collate(range(batch))
+    times = []
+    if kind == "train":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            out = model(b)
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+    else:
+        model.eval()
+        z = torch.randn(batch, model.cfg.latent_dim)
+        lattice = b.lattice
+        sigma = model.sigmas[10]
+        with torch.no_grad():
+            for _ in range(repeats + 1):
+                t0 = time.perf_counter()
+                # one Langevin step: decoder call (graph included) and the update
+                score, logits = model.decode_scores(z, b.frac_coords, b.atom_types, b.num_atoms,
+                                                    lattice, b.batch, sigma)
+                cart = frac_to_cart(b.frac_coords, lattice, b.batch) + 1e-2 * score
+                cart = cart + 0.1 * torch.randn_like(cart)
+                _ = logits.argmax(-1), wrap_frac(cart_to_frac(cart, lattice, b.batch))
+                times.append(time.perf_counter() - t0)
+    times = times[1:]  # the first call warms up allocators and caches
+    return {"median_s": statistics.median(times), "min_s": min(times),
+            "structures_per_s": batch / statistics.median(times),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+            "repeats": repeats}
+
+
+def run_epoch(arch: str, data_dir: str, batch: int):
+    from cdvae_core.data.scaler import fit_scalers
+    from cdvae_core.data.splits import load_split
+    from cdvae_core.model.cdvae import CDVAE
+    from cdvae_core.model.config import ModelConfig
+
+    ds = load_split(data_dir, "perov_5", "val", progress=False)
+    torch.manual_seed(0)
+    model = CDVAE(ModelConfig.for_dataset("perov_5", architecture=arch), fit_scalers(ds))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    perm = torch.randperm(len(ds))
+    t0 = time.perf_counter()
+    for start in range(0, len(ds), batch):
+        b = ds.collate(perm[start : start + batch])
+        out = model(b)
+        opt.zero_grad()
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
+        opt.step()
+    return {"epoch_s": time.perf_counter() - t0, "structures": len(ds), "batch_size": batch,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--arch", nargs="+", default=["fast", "paper"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--epoch-batch", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="benchmarks/results/model.json")
+    p.add_argument("--one", nargs=4, metavar=("KIND", "DATASET", "BATCH", "ARCH"),
+                   help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.one:
+        kind, dataset, batch, arch = args.one
+        if kind == "epoch":
+            res = run_epoch(arch, args.data_dir, int(batch))
+        else:
+            res = run_case(kind, dataset, int(batch), arch, args.data_dir, args.repeats)
+        print(json.dumps(res))
+        return
+    results: dict = {"reference_implementation": REFERENCE, "threads": args.threads}
+    for arch in args.arch:
+        cases = [*CASES, ("epoch", "perov_5", args.epoch_batch)]
+        for kind, dataset, batch in cases:
+            key = f"{arch}/{kind}_{dataset}_b{batch}"
+            cmd = [sys.executable, __file__, "--data-dir", args.data_dir, "--repeats",
+                   str(args.repeats), "--threads", str(args.threads), "--one", kind, dataset,
+                   str(batch), arch]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                results[key] = {"error": out.stderr.strip().splitlines()[-1:]}
+            else:
+                results[key] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(key, results[key], file=sys.stderr, flush=True)
+    results["machine"] = {"platform": platform.platform(), "torch": str(torch.__version__)}
+    print(json.dumps(results, indent=2))
+    from cdvae_core.utils import atomic_write
+
+    with atomic_write(args.out) as fh:
+        json.dump(results, fh, indent=2)
+        fh.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from cdvae_core.training.train import export_run
+
+    path = export_run(args.run_dir, args.dest, with_resume=not args.no_resume)
+    print(f"exported {path}")
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from cdvae_core.data.download import download_dataset
 
@@ -167,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-threads", dest="num_threads", type=int)
     t.add_argument("--max-time", dest="max_time", help="DD:HH:MM:SS wall-clock limit")
     t.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+    t.add_argument("--init-from", dest="init_from",
+                   help="training checkpoint to start an empty run directory from")
     t.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     t.set_defaults(func=_train)
 
@@ -211,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-samples", dest="num_samples", type=int, default=100)
     _add_sampler_args(g)
     g.set_defaults(func=_generate)
+
+    x = sub.add_parser("export-run", help="package a training run (model.pt, resume, log)")
+    x.add_argument("run_dir")
+    x.add_argument("dest")
+    x.add_argument("--no-resume", action="store_true")
+    x.set_defaults(func=_export)
 
     i = sub.add_parser("info", help="print what a model file holds")
     i.add_argument("checkpoint")

@@ -26,7 +26,7 @@ from cdvae_core.model.config import ModelConfig
 from cdvae_core.training.checkpoint import AtomicCheckpointIO, load_model, save_model
 from cdvae_core.training.module import CDVAEModule, CrystalDataModule
 
-__all__ = ["TrainConfig", "train", "read_metrics"]
+__all__ = ["TrainConfig", "train", "read_metrics", "export_run"]
 
 
 @dataclass
@@ -64,6 +64,7 @@ class TrainConfig:
     precision: str = "32-true"
     num_nodes: int = 1
     resume: bool = True
+    init_from: str | None = None
     gradient_clip_val: float = 0.5
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0
@@ -129,6 +130,11 @@ def train(cfg: TrainConfig) -> Path:
     data = CrystalDataModule(splits.train, splits.val, cfg.batch_size)
 
     last = ckpt_dir / "last.ckpt"
+    if cfg.init_from and not last.exists():
+        import shutil
+
+        shutil.copyfile(cfg.init_from, last)
+        print(f"run directory seeded from {cfg.init_from}")
     # best.ckpt: lowest validation loss; last.ckpt: written after every epoch's validation
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                            save_top_k=1, save_last=True, enable_version_counter=False)
@@ -195,3 +201,44 @@ def read_metrics(run_dir: str | os.PathLike):
         raise FileNotFoundError(f"no metrics.csv under {Path(run_dir, 'logs')}")
     frames = [pd.read_csv(f).assign(segment=i) for i, f in enumerate(files)]
     return pd.concat(frames, ignore_index=True)
+
+
+def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
+               with_resume: bool = True) -> Path:
+    """Package a (possibly still running) training run for shipping: ``model.pt`` from the best
+    epoch so far, ``resume/last.ckpt`` to continue training elsewhere, ``training_log.csv`` (all
+    segments) and ``run.json``. Returns the model file."""
+    import shutil
+
+    from cdvae_core.training.checkpoint import safe_torch_load
+
+    run, out = Path(run_dir), Path(dest)
+    ckpts = run / "checkpoints"
+    best, last = ckpts / "best.ckpt", ckpts / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(f"{last} not found: nothing to export")
+    src = best if best.is_file() else last
+    model = load_model(src)
+    raw = safe_torch_load(src)
+    last_raw = safe_torch_load(last)
+    hp = raw.get("hyper_parameters", {})
+    run_info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    metrics = read_metrics(run)
+    val = metrics.dropna(subset=["val_loss"]) if "val_loss" in metrics else metrics.iloc[:0]
+    training = {
+        "best_epoch": int(raw.get("epoch", -1)),
+        "epochs_completed": int(last_raw.get("epoch", -1)) + 1,
+        "best_val_loss": float(val["val_loss"].min()) if len(val) else None,
+        "hardware": run_info.get("hardware") or _hardware(),
+        "wall_time_s": run_info.get("wall_time_s"),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / "model.pt"
+    save_model(model, model_path, hp.get("split_policy", {}), training)
+    metrics.to_csv(out / "training_log.csv", index=False)
+    if with_resume:
+        (out / "resume").mkdir(exist_ok=True)
+        tmp = out / "resume" / ".last.ckpt.tmp"
+        shutil.copyfile(last, tmp)
+        os.replace(tmp, out / "resume" / "last.ckpt")
+    return model_path

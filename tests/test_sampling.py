@@ -128,3 +128,30 @@ def test_latent_optimisation_descends_a_known_function():
     assert up.prop[-1, 0] > up.prop[0, 0]
     with pytest.raises(ValueError):
         optimize_latent(prop, torch.zeros(1, 3), direction="sideways")
+
+
+def test_decode_with_forced_atoms_and_types_keeps_them():
+    from conftest import rocksalt_nacl
+
+    from cdvae_core.data.dataset import CrystalDataset
+    from cdvae_core.data.scaler import fit_scalers
+    from cdvae_core.model.cdvae import CDVAE
+    from cdvae_core.model.config import ModelConfig
+    from cdvae_core.sampling import decode, reconstruct
+
+    small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
+    ds = CrystalDataset.from_structures([cubic_srtio3(), rocksalt_nacl()], "perov_5")
+    torch.manual_seed(0)
+    model = CDVAE(ModelConfig.for_dataset("perov_5", encoder=small, decoder=small, latent_dim=8,
+                                          hidden_dim=16), fit_scalers(ds)).eval()
+    out = reconstruct(model, ds, LangevinConfig(n_step_each=1), force_atom_types=True,
+                      progress=False)
+    for pred, true in zip(out, ds.structures(), strict=True):
+        assert pred.composition == true.composition
+    # frames: every saved frame carries the whole batch
+    z = torch.randn(3, 8)
+    res = decode(model, z, LangevinConfig(n_step_each=2, save_every=10),
+                 torch.Generator().manual_seed(0), num_atoms=torch.tensor([2, 3, 4]))
+    assert res.num_atoms.tolist() == [2, 3, 4]
+    assert all(f.frac_coords.shape == (9, 3) for f in res.frames)
+    assert len(res.structures()) == 3

@@ -60,7 +60,7 @@ class PropertyPredictor(nn.Module):
         self.register_buffer("std", torch.tensor(float(std)))
 
     def forward(self, batch: CrystalBatch) -> Tensor:
-        edge_index, vec, _ = decoder_graph(batch.frac_coords, batch.lattice, batch.num_atoms,
+        edge_index, _, vec, _ = decoder_graph(batch.frac_coords, batch.lattice, batch.num_atoms,
                                            batch.batch, self.cfg.cutoff, self.cfg.max_neighbors)
         s, _ = self.trunk(self.embed(batch.atom_types), edge_index, vec)
         per_atom = self.head(s).squeeze(-1)

@@ -78,7 +78,9 @@ class CDVAE(nn.Module):
     def encode(self, batch: CrystalBatch, generator: torch.Generator | None = None):
         """``(mu, log_var, z)``, each ``[B, latent_dim]``; z by the reparameterisation trick."""
         h = self.encoder(batch)
-        mu, log_var = self.fc_mu(h), self.fc_var(h)
+        # the clamp only bites in a diverging first few steps (exp(0.5 log_var) would overflow
+        # to inf and poison the batch with NaN); trained models sit far inside it
+        mu, log_var = self.fc_mu(h), self.fc_var(h).clamp(-30.0, 20.0)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu, log_var, mu + eps * torch.exp(0.5 * log_var)
 

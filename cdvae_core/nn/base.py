@@ -66,12 +66,13 @@ def decoder_graph(
     batch: Tensor,
     cutoff: float,
     max_neighbors: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Radius graph of a (noisy) structure: ``edge_index [2, E]``, ``edge_vec [E, 3]`` (Å, from
-    centre to neighbour, differentiable in coordinates and lattice), ``dist [E]``."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Radius graph of a (noisy) structure: ``edge_index [2, E]``, integer neighbour image
+    offsets ``images [E, 3]`` (for wrapped coordinates), ``edge_vec [E, 3]`` (Å, from centre to
+    neighbour, differentiable in coordinates and lattice) and ``dist [E]``."""
     with torch.no_grad():
         edge_index, images, _ = radius_graph_pbc(
             frac_coords.detach(), lattice.detach(), num_atoms, cutoff, max_neighbors
         )
     vec = edge_vectors(wrap_frac(frac_coords), lattice, batch, edge_index, images)
-    return edge_index, vec, vec.norm(dim=-1)
+    return edge_index, images, vec, vec.norm(dim=-1)

@@ -141,7 +141,7 @@ class PaiNNDecoder(nn.Module):
         self.type_out = mlp([cfg.hidden, cfg.hidden, MAX_ATOMIC_NUM])
 
     def forward(self, z, frac_coords, atom_types, num_atoms, lattice, batch):
-        edge_index, vec, _ = decoder_graph(
+        edge_index, _, vec, _ = decoder_graph(
             frac_coords, lattice, num_atoms, batch, self.cfg.cutoff, self.cfg.max_neighbors
         )
         s = self.inp(torch.cat([self.embed(atom_types), z[batch]], dim=-1))

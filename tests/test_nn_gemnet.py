@@ -1,0 +1,119 @@
+"""GemNet-T decoder: reference size, equivariance in float32 and float64, batching, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cdvae_core.data.dataset import CrystalDataset
+from cdvae_core.nn.base import MAX_ATOMIC_NUM
+from cdvae_core.nn.gemnet import GemNetTConfig, GemNetTDecoder
+from cdvae_core.testing import assert_decoder_equivariant, jitter_batch
+
+#: a small decoder for the equivariance checks (the reference size is only counted)
+SMALL = GemNetTConfig(
+    hidden=32, emb_size_edge=32, emb_size_trip=16, emb_size_rbf=8, emb_size_cbf=8,
+    emb_size_bil_trip=16, num_blocks=2, num_radial=32, num_atom=1,
+)
+LATENT = 16
+
+
+def _batch(structures, dataset: str, dtype=torch.float32, seed: int = 0):
+    """Crystals built in code, with the coordinates jittered (see ``jitter_batch``)."""
+    batch = CrystalDataset.from_structures(structures, dataset).collate(range(len(structures)))
+    batch = jitter_batch(batch.to("cpu", torch.float64), torch.Generator().manual_seed(seed))
+    return batch.to("cpu", dtype)
+
+
+def _run(model, z, b):
+    return model(z, b.frac_coords, b.atom_types, b.num_atoms, b.lattice, b.batch)
+
+
+@pytest.fixture
+def perovskites(srtio3):
+    strained = srtio3.copy()
+    strained.replace_species({"Sr": "Ba"})
+    strained.apply_strain([0.03, -0.02, 0.05])
+    return [srtio3, strained]
+
+
+@pytest.fixture
+def carbons(diamond):
+    strained = diamond.copy()
+    strained.apply_strain([0.04, 0.0, -0.03])
+    return [diamond, strained]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models gain nothing from threads, and on a busy machine the orthogonal
+    # initialisation's threaded QR waits for cores; one thread keeps the tests fast.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_reference_size_is_about_2p3_million_parameters():
+    with torch.device("meta"):  # shapes only: no initialisation work
+        model = GemNetTDecoder(GemNetTConfig(), latent_dim=256)
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n - 2.3e6) / 2.3e6 < 0.15, n
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("family", ["perovskites", "carbons"])
+def test_equivariant_coordinates_and_invariant_types(dtype, family, request):
+    dataset = "perov_5" if family == "perovskites" else "carbon_24"
+    batch = _batch(request.getfixturevalue(family), dataset, dtype)
+    torch.manual_seed(0)
+    model = GemNetTDecoder(SMALL, latent_dim=LATENT).to(dtype).eval()
+    z = torch.randn(batch.num_graphs, LATENT, dtype=dtype)
+    coord_out, type_logits = _run(model, z, batch)
+    n = batch.frac_coords.shape[0]
+    assert coord_out.shape == (n, 3) and type_logits.shape == (n, MAX_ATOMIC_NUM)
+    assert coord_out.abs().max() > 1e-3 and type_logits.abs().max() > 1e-3
+    assert_decoder_equivariant(model, z, batch, seed=1)
+
+
+def test_batch_equals_members_one_by_one(perovskites, carbons):
+    torch.manual_seed(0)
+    model = GemNetTDecoder(SMALL, latent_dim=LATENT).double().eval()
+    for structures, dataset in ((perovskites, "perov_5"), (carbons, "carbon_24")):
+        data = CrystalDataset.from_structures(structures, dataset)
+        batch = _batch(structures, dataset, torch.float64)
+        z = torch.randn(batch.num_graphs, LATENT, dtype=torch.float64)
+        with torch.no_grad():
+            coords, types = _run(model, z, batch)
+            for i in range(len(structures)):
+                alone = data.collate([i]).to("cpu", torch.float64)
+                alone = alone.replace(frac_coords=batch.frac_coords[batch.batch == i])
+                c, t = _run(model, z[i : i + 1], alone)
+                assert torch.allclose(c, coords[batch.batch == i], atol=1e-12)
+                assert torch.allclose(t, types[batch.batch == i], atol=1e-12)
+
+
+def test_output_depends_on_the_latent(perovskites):
+    torch.manual_seed(0)
+    model = GemNetTDecoder(SMALL, latent_dim=LATENT).eval()
+    batch = _batch(perovskites, "perov_5")
+    with torch.no_grad():
+        a = _run(model, torch.zeros(2, LATENT), batch)
+        b = _run(model, torch.ones(2, LATENT), batch)
+    assert not torch.allclose(a[0], b[0]) and not torch.allclose(a[1], b[1])
+
+
+def test_gradients_reach_every_parameter_and_the_inputs(carbons):
+    torch.manual_seed(0)
+    model = GemNetTDecoder(SMALL, latent_dim=LATENT)
+    batch = _batch(carbons, "carbon_24")
+    z = torch.randn(batch.num_graphs, LATENT, requires_grad=True)
+    lattice = batch.lattice.clone().requires_grad_(True)
+    coords, types = model(
+        z, batch.frac_coords, batch.atom_types, batch.num_atoms, lattice, batch.batch
+    )
+    (coords.pow(2).sum() + types.logsumexp(-1).sum()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().max() > 0, name
+    assert z.grad.abs().max() > 0 and torch.isfinite(lattice.grad).all()

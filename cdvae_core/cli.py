@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 __all__ = ["main"]
+
+# Threads that wait passively yield their core: much faster on a busy machine, about equal on an
+# idle one. Takes effect only if torch is not imported yet (the commands import it lazily).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _train(args: argparse.Namespace) -> int:

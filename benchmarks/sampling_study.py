@@ -24,6 +24,7 @@ from cdvae_core.data.splits import load_split
 from cdvae_core.metrics.evaluate import evaluate_generation
 from cdvae_core.metrics.predictor import load_predictor
 from cdvae_core.sampling import LangevinConfig, generate
+from cdvae_core.sampling.langevin import levels_to_run
 from cdvae_core.training.checkpoint import load_model
 from cdvae_core.utils import atomic_write
 
@@ -80,8 +81,7 @@ def main() -> None:
             seed=args.seed, property_fn=predictor.predict if predictor else None,
             reference_ids=test.material_ids, progress=False,
         )
-        levels = len(range(0, model.sigmas.shape[0], stride)) + (
-            1 if (model.sigmas.shape[0] - 1) % stride else 0)
+        levels = len(levels_to_run(model.sigmas, cfg))
         row = {
             "steps_per_level": steps, "level_stride": stride, "step_lr": lr,
             "decoder_calls": steps * levels,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
 
+import tomllib
 import yaml
+
 from helpers import REPO
 
 # conda-forge names of PyPI packages that are spelled differently there

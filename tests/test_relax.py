@@ -6,9 +6,10 @@ import builtins
 import sys
 
 import pytest
-from conftest import cubic_srtio3
 
 from cdvae_core import relax
+
+from conftest import cubic_srtio3
 
 
 def test_missing_package_gives_a_clear_error(monkeypatch):

@@ -131,13 +131,13 @@ def test_latent_optimisation_descends_a_known_function():
 
 
 def test_decode_with_forced_atoms_and_types_keeps_them():
-    from conftest import rocksalt_nacl
-
     from cdvae_core.data.dataset import CrystalDataset
     from cdvae_core.data.scaler import fit_scalers
     from cdvae_core.model.cdvae import CDVAE
     from cdvae_core.model.config import ModelConfig
     from cdvae_core.sampling import decode, reconstruct
+
+    from conftest import rocksalt_nacl
 
     small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
     ds = CrystalDataset.from_structures([cubic_srtio3(), rocksalt_nacl()], "perov_5")

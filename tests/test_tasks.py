@@ -8,7 +8,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import cubic_srtio3, rocksalt_nacl
 
 from cdvae_core import tasks
 from cdvae_core.cli import main
@@ -27,6 +26,8 @@ from cdvae_core.model.config import ModelConfig
 from cdvae_core.sampling import LangevinConfig
 from cdvae_core.training.checkpoint import save_model
 from cdvae_core.utils import CheckpointError
+
+from conftest import cubic_srtio3, rocksalt_nacl
 
 SMALL = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
 

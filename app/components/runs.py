@@ -1,0 +1,56 @@
+"""Long library calls wrapped with a progress bar and a message instead of a traceback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import streamlit as st
+import torch
+
+from cdvae_core import viz
+from cdvae_core.model.cdvae import CDVAE
+from cdvae_core.sampling import DecodeResult, Frame, LangevinConfig, SamplingError, decode
+
+
+def run_decode(
+    model: CDVAE,
+    z: torch.Tensor,
+    cfg: LangevinConfig,
+    seed: int,
+    label: str = "Annealed Langevin",
+    on_frame: Callable[[Frame], None] | None = None,
+    **decode_kwargs,
+) -> DecodeResult | None:
+    """Decode ``z [B, latent]`` with a progress bar; None (after an error message) on failure.
+
+    Without frames requested, frames are still saved every ~1% of the run to move the bar and
+    dropped afterwards. ``decode_kwargs`` go to :func:`cdvae_core.sampling.decode`
+    (``num_atoms``, ``atom_types``).
+    """
+    steps = viz.total_steps(model.sigmas, cfg)
+    keep = cfg.save_every is not None
+    if not keep:
+        cfg = LangevinConfig(**{**cfg.__dict__, "save_every": max(1, steps // 100)})
+    bar = st.progress(0.0, text=f"{label}: starting...")
+    t0 = time.perf_counter()
+
+    def callback(frame: Frame) -> None:
+        bar.progress(min(1.0, frame.step / steps),
+                     text=f"{label}: step {frame.step}/{steps}, sigma {frame.sigma:.3g} Å, "
+                          f"{time.perf_counter() - t0:.1f} s")
+        if on_frame is not None:
+            on_frame(frame)
+
+    z = z.reshape(-1, model.cfg.latent_dim).to(viz.model_device(model))
+    try:
+        result = decode(model, z, cfg, torch.Generator().manual_seed(int(seed)), callback=callback,
+                        **decode_kwargs)
+    except (SamplingError, ValueError) as exc:
+        bar.empty()
+        st.error(f"Sampling failed: {exc}")
+        return None
+    bar.empty()
+    if not keep:
+        result.frames = []
+    return result

@@ -1,0 +1,372 @@
+"""The Streamlit app, driven headlessly with ``streamlit.testing.v1.AppTest``: every page loads
+and runs its features on a tiny random-weight checkpoint without an exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from cdvae_core.data.scaler import StandardScaler  # noqa: E402
+from cdvae_core.io import structure_to_cif  # noqa: E402
+from cdvae_core.model.cdvae import CDVAE  # noqa: E402
+from cdvae_core.model.config import ModelConfig  # noqa: E402
+from cdvae_core.training.checkpoint import save_model  # noqa: E402
+
+from conftest import cubic_srtio3  # noqa: E402
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+SMALL = {"hidden": 32, "num_layers": 2, "num_rbf": 16}
+# (A, B, X) of the tiny test split: cubic ABX3 perovskites
+PEROVSKITES = [("Sr", "Ti", "O"), ("Ba", "Ti", "O"), ("Ca", "Zr", "O"), ("La", "Al", "O"),
+               ("Sr", "Nb", "N"), ("K", "Mg", "F")]
+
+
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Random weights; lattice scalers near Perov-5's (lengths / N^(1/3) ~ 2.3 Å, right
+    angles), since unit scalers give sub-Ångström cells whose decoder graphs hold thousands of
+    periodic images and make every Langevin step slow."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig.for_dataset("perov_5", encoder=SMALL, decoder=SMALL, latent_dim=16,
+                                  hidden_dim=32)
+    lattice = StandardScaler(torch.tensor([2.3, 2.3, 2.3, 90.0, 90.0, 90.0]),
+                             torch.tensor([0.1, 0.1, 0.1, 2.0, 2.0, 2.0]))
+    save_model(CDVAE(cfg, scalers={"lattice": lattice}), path)
+    return path
+
+
+def perovskite(a: str, b: str, x: str, lattice: float = 3.9):
+    return cubic_srtio3(lattice).replace_species({"Sr": a, "Ti": b, "O": x})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_torch_threads():
+    """The app sets torch's thread count for the process (state.configure_torch); put it back
+    for the tests that run after these."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def app_env(tmp_path_factory):
+    """A tiny checkpoint, a six-crystal Perov-5 test split and a private cache folder."""
+    root = tmp_path_factory.mktemp("app")
+    ckpt = tiny_checkpoint(root / "checkpoints" / "perov_5" / "model.pt")
+    rows = []
+    for i, (a, b, x) in enumerate(PEROVSKITES):
+        s = perovskite(a, b, x, 3.9 + 0.05 * i)
+        rows.append({"material_id": f"m{i}", "cif": structure_to_cif(s), "heat_ref": 0.1 * i,
+                     "formula": s.composition.reduced_formula})
+    (root / "data" / "perov_5").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(root / "data" / "perov_5" / "test.csv", index=False)
+    return {"root": root, "ckpt": ckpt, "data": root / "data", "cache": root / "cache"}
+
+
+@pytest.fixture(autouse=True)
+def private_env(app_env, monkeypatch):
+    """Every test: a private data cache, and one Langevin step per noise level (50 decoder
+    calls per run keep the tests quick)."""
+    monkeypatch.setenv("CDVAE_CACHE_DIR", str(app_env["cache"]))
+    monkeypatch.setenv("CDVAE_APP_STEPS", "1")
+
+
+@pytest.fixture
+def app(app_env, monkeypatch):
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(app_env["ckpt"]))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["data"]))
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything written by markdown, captions, subheaders, metrics and alerts."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [h.value for h in at.subheader] + [h.value for h in at.title]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    parts += [e.value for e in (*at.error, *at.warning, *at.info, *at.success)]
+    return "\n".join(str(p) for p in parts)
+
+
+def select_first_test_material(at: AppTest) -> AppTest:
+    at.selectbox(key="pick_test").select_index(0).run()
+    at.button(key="select_test").click().run()
+    return ok(at)
+
+
+# ---------------------------------------------------------------------------- model and data
+def test_loads_model_and_encodes_test_set(app):
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert "Perov-5 model" in captions and "6 crystals encoded" in captions
+    assert app.title[0].value == "Latent explorer"
+    assert "No z selected" in texts(app)
+
+
+def test_finds_shipped_checkpoints_in_a_folder(app_env, monkeypatch):
+    monkeypatch.delenv("CDVAE_CHECKPOINT", raising=False)
+    monkeypatch.setenv("CDVAE_CHECKPOINTS_DIR", str(app_env["root"] / "checkpoints"))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["root"] / "no-data-here"))
+    at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+    assert at.sidebar.selectbox(key="checkpoint").value == app_env["ckpt"]
+    assert "Perov-5 model" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_switching_model_clears_its_latent_state(app_env, monkeypatch, tmp_path):
+    # Set before the first run: after it, AppTest's tree under st.navigation has no sidebar.
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(app_env["ckpt"]))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["data"]))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.session_state["model_key"] = "a model loaded before"
+    at.session_state["selected"] = {"z": torch.zeros(8), "label": "old z", "source": "prior"}
+    at.session_state["custom_checkpoint"] = str(tiny_checkpoint(tmp_path / "other.pt", seed=1))
+    ok(at.run())
+    assert "selected" not in at.session_state and "No z selected" in texts(at)
+    missing = AppTest.from_file(MAIN, default_timeout=120)
+    missing.session_state["custom_checkpoint"] = str(tmp_path / "missing.pt")
+    assert any("Cannot load the checkpoint" in e.value for e in ok(missing.run()).error)
+
+
+def test_missing_checkpoint_gives_a_message(monkeypatch, tmp_path):
+    monkeypatch.delenv("CDVAE_CHECKPOINT", raising=False)
+    monkeypatch.setenv("CDVAE_CHECKPOINTS_DIR", str(tmp_path / "none"))
+    at = ok(AppTest.from_file(MAIN, default_timeout=60).run())
+    assert any("No model checkpoint found" in e.value for e in at.error)
+
+
+def test_corrupt_checkpoint_gives_a_message(monkeypatch, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(bad))
+    at = ok(AppTest.from_file(MAIN, default_timeout=60).run())
+    assert any("Cannot load the checkpoint" in e.value for e in at.error)
+
+
+def test_works_from_the_prior_without_data(app_env, monkeypatch):
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(app_env["ckpt"]))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["root"] / "no-data-here"))
+    at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+    assert any("prior" in i.value for i in at.info)
+    at.button(key="draw_prior").click().run()
+    assert "prior draw (seed 0)" in texts(ok(at))
+
+
+def test_server_is_local_and_serves_the_viewer_offline():
+    """localhost by default; 3Dmol.js comes from the app's static folder, never a CDN."""
+    import tomllib
+
+    repo = Path(MAIN).parents[1]
+    config = tomllib.loads((repo / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    assert config["server"]["enableStaticServing"] is True
+    assert config["browser"]["gatherUsageStats"] is False
+    html = (repo / "app" / "components" / "viewer3d" / "index.html").read_text()
+    assert '<script src="../../app/static/3Dmol-min.js">' in html
+    assert "http://" not in html and "https://" not in html
+
+
+# ---------------------------------------------------------------------------- latent explorer
+def test_latent_select_readout_and_interpolation(app):
+    at = select_first_test_material(app)
+    shown = texts(at)
+    assert "SrTiO3 (m0)" in shown
+    assert {"Atoms", "heat_ref (predicted)"} <= {m.label for m in at.metric}
+    assert "Composition drawn for" in shown
+    at.button(key="set_a").click().run()
+    at.button(key="draw_prior").click().run()
+    at.button(key="set_b").click().run()
+    at.slider(key="interp_n").set_value(3).run()
+    at.button(key="interp_run").click().run()
+    shown = texts(ok(at))
+    assert "t = 0.00" in shown and "t = 1.00" in shown
+    assert "interp" in at.session_state
+
+
+def test_sessions_are_independent(app_env, monkeypatch):
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(app_env["ckpt"]))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["data"]))
+    one = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+    two = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+    one.button(key="draw_prior").click().run()
+    assert "selected" in one.session_state
+    two.run()
+    assert "selected" not in two.session_state
+
+
+# ---------------------------------------------------------------------------- denoising viewer
+def click(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click()
+    return at.run()
+
+
+def run_sampler(at: AppTest, **values) -> AppTest:
+    at.switch_page("pages/denoise.py").run()
+    settings = {"Steps per noise level": 1, "Frames kept": 6,
+                "Use every k-th noise level": 10, **values}
+    for widget in at.number_input:
+        if widget.label in settings:
+            widget.set_value(settings[widget.label])
+    return click(at, "Run annealed Langevin")
+
+
+def test_denoising_viewer_runs_and_shows_frames(app):
+    at = select_first_test_material(app)
+    at = ok(run_sampler(at))
+    assert at.title[0].value == "Denoising viewer"
+    slider = at.slider(key="frame_idx")
+    assert slider.max >= 2
+    assert {"Step", "Noise σ", "Mean |score|"} <= {m.label for m in at.metric}
+    table = at.dataframe[0].value
+    assert {"element", "score_norm", "p_element", "top1"} <= set(table.columns)
+    assert len(table) == at.session_state["traj"]["result"].num_atoms.item()
+    slider.set_value(slider.max).run()
+    last = at.session_state["traj"]["result"].frames[-1].step
+    assert ok(at).metric[0].value == f"{last} / {last}"
+    assert {"Formula", "Space group", "Density (g/cm³)"} <= {m.label for m in at.metric}
+    labels = {b.label for b in at.get("download_button")}
+    assert {"CIF", "POSCAR", "Trajectory (extended XYZ)"} <= labels
+    xyz = at.session_state["traj"]["extxyz"]
+    assert xyz.count("Lattice=") == slider.max + 1
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [({"Steps per noise level": 0}, "steps per level"),
+     ({"Step size ε": -1.0}, "step size"),
+     ({"Frames kept": 100000}, "frames kept"),
+     ({"Steps per noise level": 5000}, "steps per level")],
+)
+def test_bad_sampler_settings_give_a_message(app, bad, message):
+    at = ok(run_sampler(select_first_test_material(app), **bad))
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert "traj" not in at.session_state
+
+
+# ---------------------------------------------------------------------------- steering
+def test_property_steering_decodes_saved_steps(app):
+    at = select_first_test_material(app)
+    at.switch_page("pages/steer.py").run()
+    for widget in at.number_input:
+        if widget.label == "Gradient steps":
+            widget.set_value(20)
+        if widget.label == "Decode every k steps":
+            widget.set_value(10)
+    at.radio[0].set_value("maximize")
+    ok(click(at, "Steer"))
+    out = at.session_state["steer_result"]
+    assert out["saved"] == [0, 10, 20] and len(out["structures"]) == 3
+    assert len(out["prop"]) == 21 and out["prop"][-1] > out["prop"][0]
+    assert "start" in texts(at) and "step 20" in texts(at)
+
+
+def test_bad_steering_settings_give_a_message(app):
+    at = select_first_test_material(app)
+    at.switch_page("pages/steer.py").run()
+    for widget in at.number_input:
+        if widget.label == "Learning rate":
+            widget.set_value(-1.0)
+    click(at, "Steer")
+    assert any("learning rate" in e.value for e in ok(at).error)
+
+
+# ---------------------------------------------------------------------------- upload
+def test_upload_encodes_maps_and_reconstructs(app):
+    at = app.switch_page("pages/upload.py").run()
+    at.text_area(key="cif_text").input(structure_to_cif(perovskite("Ba", "Zr", "O", 4.19))).run()
+    ok(at)
+    assert "BaZrO3" in texts(at)
+    assert at.session_state["uploads"][0]["label"].startswith("BaZrO3")
+    at.checkbox(key="upload_keep").check()
+    at.button(key="upload_run").click().run()
+    recon = ok(at).session_state["recon"]["structure"]
+    assert recon.composition.reduced_formula == "BaZrO3"  # atoms kept, coordinates decoded
+    assert any(m.label == "Match (StructureMatcher)" for m in at.metric)
+    at.button(key="upload_select").click().run()
+    at.switch_page("pages/latent.py").run()
+    assert ok(at).session_state["selected"]["source"] == "upload"
+
+
+@pytest.mark.parametrize(
+    "cif, reason",
+    [("data_x\n_cell_length_a 4\nloop_\n_broken", "cannot be used"),
+     (structure_to_cif(cubic_srtio3()).replace("Sr", "Xx"), "unknown element"),
+     (structure_to_cif(cubic_srtio3() * (2, 2, 2)), "exceeds the dataset maximum"),
+     ("", None)],
+)
+def test_bad_uploads_give_a_message(app, cif, reason):
+    at = app.switch_page("pages/upload.py").run()
+    at.text_area(key="cif_text").input(cif).run()
+    ok(at)
+    if reason is None:
+        assert not at.error
+    else:
+        assert any(reason in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_disordered_upload_is_refused(app):
+    s = cubic_srtio3()
+    s.replace(0, {"Sr": 0.5, "Ba": 0.5})
+    at = app.switch_page("pages/upload.py").run()
+    at.text_area(key="cif_text").input(structure_to_cif(s)).run()
+    assert any("disordered" in e.value for e in ok(at).error)
+
+
+# ---------------------------------------------------------------------------- gallery
+def test_gallery_generates_filters_opens_and_downloads(app):
+    at = app.switch_page("pages/gallery.py").run()
+    for widget in at.number_input:
+        if widget.label == "Samples":
+            widget.set_value(4)
+    gal = ok(click(at, "Generate")).session_state["gallery"]
+    table = gal["table"]
+    assert len(table) == 4 and {"validity", "spacegroup", "nearest_test"} <= set(table.columns)
+    assert all(("valid" in v) for v in table["validity"])
+    at.selectbox(key="gal_sort").select("density_g_cm3").run()
+    at.checkbox(key="gal_desc").check().run()
+    picks = [c for c in ok(at).checkbox if (c.key or "").startswith("gal_pick_")]
+    assert len(picks) == 4
+    picks[0].check().run()
+    zip_button = [b for b in at.get("download_button") if "zip of CIFs" in b.label][0]
+    assert "1 sample(s)" in zip_button.label
+    at.selectbox(key="gal_valid").select("invalid").run()
+    shown = [c for c in ok(at).checkbox if (c.key or "").startswith("gal_pick_")]
+    assert len(shown) == int((~table["valid"]).sum())
+    at.selectbox(key="gal_valid").select("all").run()
+    click(at, "Open")
+    assert ok(at).title[0].value == "Denoising viewer"
+    focus = at.session_state["focus"]
+    assert focus["z"] is not None and "Sample" in texts(at)
+    # AppTest does not follow st.switch_page across runs: name the page it should rerun
+    at.switch_page("pages/denoise.py").run()
+    click(at, "Denoise from this sample's z")
+    assert ok(at).session_state["selected"]["source"] == "sample"
+
+
+def test_gallery_opens_an_evaluation_run(app, tmp_path):
+    from cdvae_core.io import write_cif_zip
+
+    structures = [perovskite(*abx) for abx in PEROVSKITES[:3]]
+    write_cif_zip(structures, tmp_path / "run" / "samples.zip", ["a", "b", "c"])
+    pd.DataFrame({"sample": [0, 1, 2], "energy": [0.3, 0.1, 0.2]}).to_csv(
+        tmp_path / "run" / "per_sample.csv", index=False)
+    at = app.switch_page("pages/gallery.py").run()
+    at.radio(key="gallery_source").set_value("Open an evaluation run").run()
+    at.text_input(key="gallery_path").input(str(tmp_path / "run" / "samples.zip")).run()
+    at.button(key="gallery_open").click().run()
+    table = ok(at).session_state["gallery"]["table"]
+    assert list(table["name"]) == ["a", "b", "c"] and "energy" in table.columns
+    assert table["nearest_test"][0] == "SrTiO3 (m0)"
+    at.text_input(key="gallery_path").input(str(tmp_path / "missing.zip")).run()
+    at.button(key="gallery_open").click().run()
+    assert any("Cannot open these samples" in e.value for e in ok(at).error)

@@ -166,6 +166,10 @@ def train(cfg: TrainConfig) -> Path:
         print(f"resuming from {resume_from}")
     run_json = out / "run.json"
     previous = json.loads(run_json.read_text()) if resume_from and run_json.is_file() else {}
+    if not run_json.is_file():  # what an in-progress run was started with, for export_run
+        run_json.write_text(json.dumps({"hardware": _hardware(), "settings": asdict(cfg),
+                                        "split_policy": splits.policy.to_dict()},
+                                       indent=2, default=str))
     t0 = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     wall = time.time() - t0 + float(previous.get("wall_time_s", 0.0))
@@ -229,7 +233,9 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
         "best_epoch": int(raw.get("epoch", -1)),
         "epochs_completed": int(last_raw.get("epoch", -1)) + 1,
         "best_val_loss": float(val["val_loss"].min()) if len(val) else None,
-        "hardware": run_info.get("hardware") or _hardware(),
+        # run.json (hardware, settings) is written when a run ends; for a run still in progress
+        # the exporting machine is recorded instead, and labelled so
+        "hardware": run_info.get("hardware") or {"exported_on": _hardware()},
         "wall_time_s": run_info.get("wall_time_s"),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,10 @@ def _step_losses(run_dir) -> list[float]:
 
 @pytest.mark.slow
 def test_learning_is_real_on_16_perov5_structures():
+    """Losses measured at fixed noise levels (a fixed generator, so before and after see the
+    same noise) halve within a few hundred steps of training on 16 crystals. At the largest
+    levels no denoiser can do much (the noise spans the whole cell), so the measurement uses
+    levels where a learnt score helps: coordinates at sigma ~0.2 A, types at sigma ~0.1."""
     path = data_file("perov_5", "val")
     ds = CrystalDataset.from_csv(path, "perov_5", progress=False).subset(range(16))
     torch.manual_seed(0)
@@ -57,19 +61,26 @@ def test_learning_is_real_on_16_perov5_structures():
     model = CDVAE(cfg, fit_scalers(ds))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = ds.collate(range(16))
+    coord_level = int((model.sigmas - 0.2).abs().argmin())
+    type_level = int((model.type_sigmas - 0.1).abs().argmin())
+
+    def measure() -> dict[str, float]:
+        with torch.no_grad():
+            out = model(batch, generator=torch.Generator().manual_seed(123),
+                        noise_levels=(coord_level, type_level))
+        return {"coord_loss": out["coord_loss"].item(), "type_loss": out["type_loss"].item()}
+
+    before = measure()
     gen = torch.Generator().manual_seed(0)
-    history = {"coord_loss": [], "type_loss": []}
     for _ in range(300):
         out = model(batch, generator=gen)
         opt.zero_grad()
         out["loss"].backward()
         torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
         opt.step()
-        for k in history:
-            history[k].append(out[k].item())
-    for k, v in history.items():
-        first, last = sum(v[:30]) / 30, sum(v[-30:]) / 30
-        assert last <= 0.5 * first, f"{k} fell only from {first:.3f} to {last:.3f}"
+    after = measure()
+    for k in before:
+        assert after[k] <= 0.5 * before[k], f"{k} fell only from {before[k]:.3f} to {after[k]:.3f}"
 
 
 @pytest.mark.slow

@@ -116,8 +116,13 @@ class CDVAE(nn.Module):
         batch: CrystalBatch,
         teacher_forcing: bool = True,
         generator: torch.Generator | None = None,
+        noise_levels: tuple[int, int] | None = None,
     ) -> dict[str, Tensor]:
-        """All loss terms, their weighted sum (``"loss"``) and accuracies for one batch."""
+        """All loss terms, their weighted sum (``"loss"``) and accuracies for one batch.
+
+        ``noise_levels = (coordinate level, type level)`` fixes the noise of every crystal
+        (for measurements at one noise scale); by default each crystal draws its own levels.
+        """
         w = self.cfg.loss
         B, device = batch.num_graphs, batch.frac_coords.device
         mu, log_var, z = self.encode(batch, generator)
@@ -130,6 +135,8 @@ class CDVAE(nn.Module):
         # one noise level per crystal, for coordinates and for types
         idx = torch.randint(0, self.sigmas.shape[0], (B,), generator=generator, device=device)
         type_idx = torch.randint(0, self.sigmas.shape[0], (B,), generator=generator, device=device)
+        if noise_levels is not None:
+            idx, type_idx = torch.full_like(idx, noise_levels[0]), torch.full_like(idx, noise_levels[1])
         sigma_atom = self.sigmas[idx].repeat_interleave(batch.num_atoms)
         type_sigma_atom = self.type_sigmas[type_idx].repeat_interleave(batch.num_atoms)
 

@@ -40,3 +40,44 @@ def srtio3() -> Structure:
 @pytest.fixture
 def diamond() -> Structure:
     return diamond_carbon()
+
+
+def jittered_batch(structures, dataset: str, dtype=None, seed: int = 0):
+    """Crystals built in code as a batch, coordinates jittered (see ``jitter_batch``)."""
+    import torch
+
+    from cdvae_core.data.dataset import CrystalDataset
+    from cdvae_core.testing import jitter_batch
+
+    batch = CrystalDataset.from_structures(structures, dataset).collate(range(len(structures)))
+    batch = jitter_batch(batch.to("cpu", torch.float64), torch.Generator().manual_seed(seed))
+    return batch.to("cpu", dtype or torch.float32)
+
+
+@pytest.fixture
+def perovskites(srtio3) -> list[Structure]:
+    """SrTiO3 and a strained Ba variant."""
+    strained = srtio3.copy()
+    strained.replace_species({"Sr": "Ba"})
+    strained.apply_strain([0.03, -0.02, 0.05])
+    return [srtio3, strained]
+
+
+@pytest.fixture
+def carbons(diamond) -> list[Structure]:
+    """Diamond and a strained copy."""
+    strained = diamond.copy()
+    strained.apply_strain([0.04, 0.0, -0.03])
+    return [diamond, strained]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine threaded kernels wait for
+    cores; one thread keeps such tests fast."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,7 +17,9 @@ from cdvae_core.nn.dimenet import (
     spherical_bessel_zeros,
     spherical_jn,
 )
-from cdvae_core.testing import assert_encoder_invariant, jitter_batch
+from cdvae_core.testing import assert_encoder_invariant
+
+from conftest import jittered_batch
 
 #: a small encoder for the invariance checks (the reference size is only counted)
 SMALL = DimeNetPPConfig(
@@ -26,36 +28,7 @@ SMALL = DimeNetPPConfig(
 )
 
 
-def _batch(structures, dataset: str, dtype=torch.float32, seed: int = 0):
-    """Crystals built in code, with the coordinates jittered (see ``jitter_batch``)."""
-    batch = CrystalDataset.from_structures(structures, dataset).collate(range(len(structures)))
-    batch = jitter_batch(batch.to("cpu", torch.float64), torch.Generator().manual_seed(seed))
-    return batch.to("cpu", dtype)
-
-
-@pytest.fixture
-def perovskites(srtio3):
-    strained = srtio3.copy()
-    strained.replace_species({"Sr": "Ba"})
-    strained.apply_strain([0.03, -0.02, 0.05])
-    return [srtio3, strained]
-
-
-@pytest.fixture
-def carbons(diamond):
-    strained = diamond.copy()
-    strained.apply_strain([0.04, 0.0, -0.03])
-    return [diamond, strained]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from threads, and on a busy machine the orthogonal
-    # initialisation's threaded QR waits for cores; one thread keeps the tests fast.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_reference_size_is_about_2p2_million_parameters():
@@ -69,7 +42,7 @@ def test_reference_size_is_about_2p2_million_parameters():
 @pytest.mark.parametrize("family", ["perovskites", "carbons"])
 def test_invariant_to_permutation_translation_rotation_and_images(dtype, family, request):
     dataset = "perov_5" if family == "perovskites" else "carbon_24"
-    batch = _batch(request.getfixturevalue(family), dataset, dtype)
+    batch = jittered_batch(request.getfixturevalue(family), dataset, dtype)
     torch.manual_seed(0)
     model = PeriodicDimeNetPP(SMALL, out_dim=8).to(dtype).eval()
     out = model(batch)
@@ -82,7 +55,7 @@ def test_batch_equals_members_one_by_one(perovskites, carbons):
     model = PeriodicDimeNetPP(SMALL, out_dim=8).double().eval()
     for structures, dataset in ((perovskites, "perov_5"), (carbons, "carbon_24")):
         data = CrystalDataset.from_structures(structures, dataset)
-        batch = _batch(structures, dataset, torch.float64)
+        batch = jittered_batch(structures, dataset, torch.float64)
         with torch.no_grad():
             together = model(batch)
             for i in range(len(structures)):
@@ -93,13 +66,13 @@ def test_batch_equals_members_one_by_one(perovskites, carbons):
 
 def test_zero_initialised_output_by_default(srtio3):
     model = PeriodicDimeNetPP(dataclasses.replace(SMALL, output_init="zeros"), out_dim=4)
-    assert torch.equal(model(_batch([srtio3], "perov_5")), torch.zeros(1, 4))
+    assert torch.equal(model(jittered_batch([srtio3], "perov_5")), torch.zeros(1, 4))
 
 
 def test_gradients_reach_every_parameter(perovskites):
     torch.manual_seed(0)
     model = PeriodicDimeNetPP(SMALL, out_dim=8)
-    model(_batch(perovskites, "perov_5")).pow(2).sum().backward()
+    model(jittered_batch(perovskites, "perov_5")).pow(2).sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().max() > 0, name
@@ -133,7 +106,7 @@ def test_dense_interaction_equals_torch_geometric_per_triplet_forward(perovskite
     from cdvae_core.nn.triplets import build_triplets
 
     cfg = dataclasses.replace(SMALL, num_spherical=4, num_radial=3)  # sympy is slow beyond
-    batch = _batch(perovskites, "perov_5", torch.float64)
+    batch = jittered_batch(perovskites, "perov_5", torch.float64)
     torch.manual_seed(0)
     model = PeriodicDimeNetPP(cfg, out_dim=8).double()
     vec = edge_vectors(

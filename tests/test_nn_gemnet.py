@@ -8,7 +8,9 @@ import torch
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.nn.base import MAX_ATOMIC_NUM
 from cdvae_core.nn.gemnet import GemNetTConfig, GemNetTDecoder
-from cdvae_core.testing import assert_decoder_equivariant, jitter_batch
+from cdvae_core.testing import assert_decoder_equivariant
+
+from conftest import jittered_batch
 
 #: a small decoder for the equivariance checks (the reference size is only counted)
 SMALL = GemNetTConfig(
@@ -18,40 +20,11 @@ SMALL = GemNetTConfig(
 LATENT = 16
 
 
-def _batch(structures, dataset: str, dtype=torch.float32, seed: int = 0):
-    """Crystals built in code, with the coordinates jittered (see ``jitter_batch``)."""
-    batch = CrystalDataset.from_structures(structures, dataset).collate(range(len(structures)))
-    batch = jitter_batch(batch.to("cpu", torch.float64), torch.Generator().manual_seed(seed))
-    return batch.to("cpu", dtype)
-
-
 def _run(model, z, b):
     return model(z, b.frac_coords, b.atom_types, b.num_atoms, b.lattice, b.batch)
 
 
-@pytest.fixture
-def perovskites(srtio3):
-    strained = srtio3.copy()
-    strained.replace_species({"Sr": "Ba"})
-    strained.apply_strain([0.03, -0.02, 0.05])
-    return [srtio3, strained]
-
-
-@pytest.fixture
-def carbons(diamond):
-    strained = diamond.copy()
-    strained.apply_strain([0.04, 0.0, -0.03])
-    return [diamond, strained]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from threads, and on a busy machine the orthogonal
-    # initialisation's threaded QR waits for cores; one thread keeps the tests fast.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_reference_size_is_about_2p3_million_parameters():
@@ -65,7 +38,7 @@ def test_reference_size_is_about_2p3_million_parameters():
 @pytest.mark.parametrize("family", ["perovskites", "carbons"])
 def test_equivariant_coordinates_and_invariant_types(dtype, family, request):
     dataset = "perov_5" if family == "perovskites" else "carbon_24"
-    batch = _batch(request.getfixturevalue(family), dataset, dtype)
+    batch = jittered_batch(request.getfixturevalue(family), dataset, dtype)
     torch.manual_seed(0)
     model = GemNetTDecoder(SMALL, latent_dim=LATENT).to(dtype).eval()
     z = torch.randn(batch.num_graphs, LATENT, dtype=dtype)
@@ -81,7 +54,7 @@ def test_batch_equals_members_one_by_one(perovskites, carbons):
     model = GemNetTDecoder(SMALL, latent_dim=LATENT).double().eval()
     for structures, dataset in ((perovskites, "perov_5"), (carbons, "carbon_24")):
         data = CrystalDataset.from_structures(structures, dataset)
-        batch = _batch(structures, dataset, torch.float64)
+        batch = jittered_batch(structures, dataset, torch.float64)
         z = torch.randn(batch.num_graphs, LATENT, dtype=torch.float64)
         with torch.no_grad():
             coords, types = _run(model, z, batch)
@@ -96,7 +69,7 @@ def test_batch_equals_members_one_by_one(perovskites, carbons):
 def test_output_depends_on_the_latent(perovskites):
     torch.manual_seed(0)
     model = GemNetTDecoder(SMALL, latent_dim=LATENT).eval()
-    batch = _batch(perovskites, "perov_5")
+    batch = jittered_batch(perovskites, "perov_5")
     with torch.no_grad():
         a = _run(model, torch.zeros(2, LATENT), batch)
         b = _run(model, torch.ones(2, LATENT), batch)
@@ -106,7 +79,7 @@ def test_output_depends_on_the_latent(perovskites):
 def test_gradients_reach_every_parameter_and_the_inputs(carbons):
     torch.manual_seed(0)
     model = GemNetTDecoder(SMALL, latent_dim=LATENT)
-    batch = _batch(carbons, "carbon_24")
+    batch = jittered_batch(carbons, "carbon_24")
     z = torch.randn(batch.num_graphs, LATENT, requires_grad=True)
     lattice = batch.lattice.clone().requires_grad_(True)
     coords, types = model(

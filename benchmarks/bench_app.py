@@ -39,6 +39,7 @@ from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.config import ModelConfig
 from cdvae_core.sampling import decode, encode_dataset, get_preset
 from cdvae_core.training.checkpoint import load_model
+from cdvae_core.utils import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -65,16 +66,6 @@ def _model(path: str | None) -> tuple[CDVAE, dict]:
         "model": "reference-size fast model with RANDOM weights (no checkpoints/perov_5/model.pt)",
         "lattice_scalers": "Perov-5-like (lengths / N^(1/3) 2.3 +- 0.1 A, angles 90 +- 2 deg)",
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_once(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, seed: int) -> dict:
@@ -143,7 +134,7 @@ def main() -> int:
         },
         "device": "cpu",
         "torch_threads": threads,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "note": "first frame = decode start to the first frame's viewer payload serialised; "

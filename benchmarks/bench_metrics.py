@@ -27,7 +27,7 @@ from pymatgen.core import Structure
 
 from cdvae_core.metrics.evaluate import evaluate_generation
 from cdvae_core.metrics.fingerprints import cached_fingerprints
-from cdvae_core.utils import atomic_write, available_workers
+from cdvae_core.utils import atomic_write, available_workers, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 PER_SAMPLE_STAGES = ("validity_and_symmetry", "generated_fingerprints", "coverage")
@@ -47,16 +47,6 @@ def _cpu_seconds() -> float:
     """CPU time of this process and of its finished (pool worker) children."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -140,7 +130,7 @@ def main() -> None:
             for k in ("struct_validity", "comp_validity", "cov_recall", "cov_precision")
         },
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores_available": available_workers(),
             # Other jobs on the machine slow every stage; a load above 0 means shared cores.
             "load_average_1min_at_start": round(load_at_start, 2),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import platform
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "file_sha256",
     "available_workers",
     "default_cache_dir",
+    "cpu_model",
 ]
 
 
@@ -100,3 +102,14 @@ def default_cache_dir() -> Path:
     """``$CDVAE_CACHE_DIR``, else ``~/.cache/cdvae_core`` (the data directory may be read-only)."""
     env = os.environ.get("CDVAE_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "cdvae_core"
+
+
+def cpu_model() -> str:
+    """The processor's name (for benchmark records)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -153,3 +153,40 @@ def test_two_process_ddp_on_cpu(tmp_path, tiny_data):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     model = load_model(out / "model.pt")
     assert model.cfg.encoder["hidden"] == 32
+
+
+def test_a_non_finite_gradient_skips_the_update_and_keeps_the_weights():
+    cfg = ModelConfig.for_dataset("perov_5", encoder=TINY, decoder=TINY, latent_dim=16,
+                                  hidden_dim=32)
+    from cdvae_core.training.module import CDVAEModule
+
+    module = CDVAEModule(cfg.to_dict())
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    params = [p for p in module.parameters()]
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    params[3].grad.view(-1)[0] = float("nan")
+    module.on_before_optimizer_step(opt)
+    assert all(p.grad is None for p in params)
+    opt.step()
+    assert all(torch.equal(a, p) for a, p in zip(before, params))
+    assert module.skipped_steps == 1
+    # a finite gradient passes through untouched and moves the weights
+    for p in params:
+        p.grad = torch.ones_like(p)
+    module.on_before_optimizer_step(opt)
+    opt.step()
+    assert not torch.equal(before[3], params[3])
+    # too many bad steps in a row stop the run with a clear error
+    module.max_bad_steps_in_a_row = 2
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.full_like(p, float("inf"))
+        try:
+            module.on_before_optimizer_step(opt)
+        except FloatingPointError as exc:
+            assert "non-finite gradients" in str(exc)
+            break
+    else:
+        raise AssertionError("two non-finite steps in a row did not stop the run")

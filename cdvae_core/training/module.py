@@ -41,6 +41,8 @@ class CDVAEModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         out = self.model(batch, teacher_forcing=self._teacher_forcing())
         bs = batch.num_graphs
+        # kept for the report of a skipped (non-finite) update
+        self._last_step_info = (batch.index, {k: float(v) for k, v in out.items()})
         self.log_dict(
             {f"train_{k}": v.detach() for k, v in out.items()},
             on_step=False, on_epoch=True, batch_size=bs, sync_dist=True,
@@ -48,6 +50,44 @@ class CDVAEModule(L.LightningModule):
         self.log("train_loss_step", out["loss"].detach(), prog_bar=True, on_step=True,
                  on_epoch=False, batch_size=bs)
         return out["loss"]
+
+    def on_before_optimizer_step(self, optimizer):
+        # A non-finite gradient (a rare NaN from one noisy batch) would poison every weight and
+        # Adam's moments at once; skipping that one update keeps the run alive. Parameters
+        # with ``grad=None`` are left untouched by Adam, moments included. All ranks see the
+        # same all-reduced gradients, so DDP ranks skip together.
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        finite = all(torch.isfinite(g).all() for g in grads)
+        if finite:
+            self._bad_steps_in_a_row = 0
+            return
+        optimizer.zero_grad(set_to_none=True)
+        self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
+        self._bad_steps_in_a_row = getattr(self, "_bad_steps_in_a_row", 0) + 1
+        print(f"warning: non-finite gradient at epoch {self.current_epoch}, step "
+              f"{self.global_step}: update skipped ({self.skipped_steps} so far)", flush=True)
+        info = getattr(self, "_last_step_info", None)
+        if info is not None:
+            print(f"  losses: {info[1]}\n  crystals (training-set positions): "
+                  f"{info[0].tolist()}", flush=True)
+        if self._bad_steps_in_a_row >= self.max_bad_steps_in_a_row:
+            raise FloatingPointError(
+                f"{self._bad_steps_in_a_row} training steps in a row had non-finite gradients "
+                f"(epoch {self.current_epoch}); the weights are still finite in the last "
+                "checkpoint; lower the learning rate or check the data")
+
+    max_bad_steps_in_a_row = 20
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None):
+        # after a skipped update no parameter has a gradient, and torch's clipping refuses an
+        # empty gradient list
+        if any(p.grad is not None for g in optimizer.param_groups for p in g["params"]):
+            self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                                gradient_clip_algorithm=gradient_clip_algorithm)
+
+    def on_train_epoch_end(self):
+        self.log("skipped_steps", float(getattr(self, "skipped_steps", 0)))
 
     def validation_step(self, batch, batch_idx):
         # a fixed generator per batch: the validation loss is comparable across epochs

@@ -96,7 +96,7 @@ class _SaveOnInterrupt(Callback):
     def on_exception(self, trainer, pl_module, exception):
         if trainer.global_rank == 0:
             try:
-                trainer.save_checkpoint(self.path)
+                trainer.save_checkpoint(self.path, weights_only=False)  # full state
             except Exception:  # never mask the original error
                 pass
 

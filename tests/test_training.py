@@ -170,7 +170,7 @@ def test_a_non_finite_gradient_skips_the_update_and_keeps_the_weights():
     module.on_before_optimizer_step(opt)
     assert all(p.grad is None for p in params)
     opt.step()
-    assert all(torch.equal(a, p) for a, p in zip(before, params))
+    assert all(torch.equal(a, p) for a, p in zip(before, params, strict=True))
     assert module.skipped_steps == 1
     # a finite gradient passes through untouched and moves the weights
     for p in params:

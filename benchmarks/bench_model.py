@@ -1,9 +1,11 @@
 """Model speed: training step (forward, backward, Adam) and Langevin step times, peak memory,
-and a full training epoch over Perov-5 val.csv, for each architecture. Each case runs in a fresh
+and a full training epoch over Perov-5 val.csv, for each architecture (``fast``, ``paper``, and
+``fast+compile``: the fast one with torch.compile'd trunks, see cdvae_core/nn/accel.py). Each case runs in a fresh
 subprocess so that its peak memory (max RSS) is its own. Prints JSON and writes
 benchmarks/results/model.json.
 
-    python benchmarks/bench_model.py --data-dir ../shared/data [--arch fast paper] [--repeats 5]
+    python benchmarks/bench_model.py --data-dir ../shared/data [--arch fast paper fast+compile]
+        [--repeats 5] [--merge]   # --merge: update only the given architectures in model.json
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -38,6 +41,17 @@ CASES = [
 ]
 
 
+def _build(CDVAE, ModelConfig, dataset: str, arch: str, scalers):
+    """``arch`` is ``fast``, ``paper`` or either with ``+compile`` (torch.compile'd trunks)."""
+    from cdvae_core.nn.accel import compile_model
+
+    base, _, extra = arch.partition("+")
+    model = CDVAE(ModelConfig.for_dataset(dataset, architecture=base), scalers)
+    if extra == "compile":
+        compile_model(model, "on")
+    return model
+
+
 def run_case(kind: str, dataset: str, batch: int, arch: str, data_dir: str, repeats: int):
     from cdvae_core.data.scaler import fit_scalers
     from cdvae_core.data.splits import load_split
@@ -47,7 +61,7 @@ def run_case(kind: str, dataset: str, batch: int, arch: str, data_dir: str, repe
 
     ds = load_split(data_dir, dataset, "val", progress=False)
     torch.manual_seed(0)
-    model = CDVAE(ModelConfig.for_dataset(dataset, architecture=arch), fit_scalers(ds))
+    model = _build(CDVAE, ModelConfig, dataset, arch, fit_scalers(ds))
     b = ds.collate(range(batch))
     times = []
     if kind == "train":
@@ -74,7 +88,7 @@ def run_case(kind: str, dataset: str, batch: int, arch: str, data_dir: str, repe
                 cart = cart + 0.1 * torch.randn_like(cart)
                 _ = logits.argmax(-1), wrap_frac(cart_to_frac(cart, lattice, b.batch))
                 times.append(time.perf_counter() - t0)
-    times = times[1:]  # the first call warms up allocators and caches
+    times = times[1:]  # the first call warms up allocators and caches (and compiles)
     return {"median_s": statistics.median(times), "min_s": min(times),
             "structures_per_s": batch / statistics.median(times),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
@@ -89,18 +103,26 @@ def run_epoch(arch: str, data_dir: str, batch: int):
 
     ds = load_split(data_dir, "perov_5", "val", progress=False)
     torch.manual_seed(0)
-    model = CDVAE(ModelConfig.for_dataset("perov_5", architecture=arch), fit_scalers(ds))
+    model = _build(CDVAE, ModelConfig, "perov_5", arch, fit_scalers(ds))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     perm = torch.randperm(len(ds))
-    t0 = time.perf_counter()
-    for start in range(0, len(ds), batch):
-        b = ds.collate(perm[start : start + batch])
+
+    def step(b):
         out = model(b)
         opt.zero_grad()
         out["loss"].backward()
         torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
         opt.step()
-    return {"epoch_s": time.perf_counter() - t0, "structures": len(ds), "batch_size": batch,
+
+    # one warm-up step outside the timing (for "+compile" it holds the one-off compile)
+    t0 = time.perf_counter()
+    step(ds.collate(perm[:batch]))
+    warmup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for start in range(0, len(ds), batch):
+        step(ds.collate(perm[start : start + batch]))
+    return {"epoch_s": time.perf_counter() - t0, "warmup_step_s": warmup,
+            "structures": len(ds), "batch_size": batch,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
@@ -112,6 +134,8 @@ def main() -> None:
     p.add_argument("--epoch-batch", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/model.json")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other architectures' entries of an existing --out file")
     p.add_argument("--one", nargs=4, metavar=("KIND", "DATASET", "BATCH", "ARCH"),
                    help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -125,6 +149,8 @@ def main() -> None:
         print(json.dumps(res))
         return
     results: dict = {"reference_implementation": REFERENCE, "threads": args.threads}
+    if args.merge and Path(args.out).is_file():
+        results = {**json.loads(Path(args.out).read_text()), **results}
     for arch in args.arch:
         cases = [*CASES, ("epoch", "perov_5", args.epoch_batch)]
         for kind, dataset, batch in cases:

@@ -109,6 +109,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = model.to(device)
+    _compile(model, args.compile)
     test = load_split(args.data_dir, model.cfg.dataset, "test")
     sampler = _sampler(args)
     predictor = load_predictor(args.predictor) if args.predictor else None
@@ -140,6 +141,7 @@ def _generate(args: argparse.Namespace) -> int:
     from cdvae_core.training.checkpoint import load_model
 
     model = load_model(args.checkpoint)
+    _compile(model, args.compile)
     structures = generate(model, args.num_samples, _sampler(args), args.seed, args.batch_size)
     write_structures(structures, Path(args.out_dir))
     print(f"{len(structures)} structures written to {args.out_dir}/structures.zip and "
@@ -147,7 +149,25 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile(model, mode: str) -> None:
+    from cdvae_core.nn.accel import can_compile, compile_model
+
+    names = compile_model(model, mode)
+    if names:
+        print(f"torch.compile: {', '.join(names)} (the first batch includes the compile)")
+    elif mode != "off":
+        ok, why = can_compile(next(model.parameters()).device)
+        print(f"running eagerly: {why if not ok else 'nothing to compile in this architecture'}")
+
+
+def _add_compile_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--compile", choices=["auto", "on", "off"], default=default,
+                   help="torch.compile the message-passing trunks (auto: when a C++ compiler "
+                        f"or GPU is present; default {default})")
+
+
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
+    _add_compile_arg(p, "auto")
     p.add_argument("--sampler", default="paper", help="preset: paper | fast | interactive")
     p.add_argument("--steps-per-level", dest="steps_per_level", type=int)
     p.add_argument("--step-lr", dest="step_lr", type=float)
@@ -178,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strategy")
     t.add_argument("--precision")
     t.add_argument("--num-threads", dest="num_threads", type=int)
+    _add_compile_arg(t, "auto")
     t.add_argument("--max-time", dest="max_time", help="DD:HH:MM:SS wall-clock limit")
     t.add_argument("--no-resume", dest="resume", action="store_false", default=None)
     t.add_argument("--init-from", dest="init_from",

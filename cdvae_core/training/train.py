@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from cdvae_core.data.scaler import fit_scalers
 from cdvae_core.data.splits import load_training_splits
 from cdvae_core.model.config import ModelConfig
+from cdvae_core.nn.accel import compile_model
 from cdvae_core.training.checkpoint import AtomicCheckpointIO, load_model, save_model
 from cdvae_core.training.module import CDVAEModule, CrystalDataModule
 
@@ -42,6 +43,8 @@ class TrainConfig:
     accelerator / devices / strategy / precision: Lightning's; "auto" picks a GPU when present.
     holdout_fraction / seed: the fallback split policy when ``train.csv`` is absent.
     limit_train_batches / limit_val_batches: for smoke runs (1.0 = all).
+    compile: ``"auto" | "on" | "off"``: ``torch.compile`` the message-passing trunks
+        (:mod:`cdvae_core.nn.accel`; about 1.2x faster steps on a CPU after a 30-40 s compile).
     """
 
     dataset: str = "perov_5"
@@ -72,6 +75,7 @@ class TrainConfig:
     progress: bool = True
     cache_dir: str | None = None
     num_threads: int | None = None
+    compile: str = "off"
 
     def model_config(self) -> ModelConfig:
         tf = self.teacher_forcing_max_epoch
@@ -128,6 +132,9 @@ def train(cfg: TrainConfig) -> Path:
     model_cfg = cfg.model_config()
     module = CDVAEModule(model_cfg.to_dict(), splits.policy.to_dict(), lr=cfg.lr, scalers=scalers)
     data = CrystalDataModule(splits.train, splits.val, cfg.batch_size)
+    compiled = compile_model(module.model, cfg.compile)
+    if compiled:
+        print(f"compiled with torch.compile: {', '.join(compiled)}")
 
     last = ckpt_dir / "last.ckpt"
     if cfg.init_from and not last.exists():

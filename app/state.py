@@ -28,7 +28,7 @@ from cdvae_core.training.checkpoint import CheckpointError, load_model
 REPO = Path(__file__).resolve().parents[1]
 #: session keys holding latent vectors or results of the loaded model
 MODEL_STATE = ("selected", "point_A", "point_B", "uploads", "interp", "traj", "steer_result",
-               "recon", "gallery", "focus", "_last_click")
+               "recon", "gallery", "focus", "_last_click", "relax")
 
 
 # ---------------------------------------------------------------------------- discovery
@@ -82,6 +82,16 @@ def load_model_cached(path: str, mtime: float) -> tuple[CDVAE, dict]:
     # another session's run would race with.
     model.requires_grad_(False)
     return model, info
+
+
+@st.cache_resource(show_spinner="Loading CHGNet (once)...")
+def chgnet_model():
+    """The CHGNet potential (weights inside its package), loaded once per process and shared:
+    relaxations only run it forward (forces by autograd on positions, never on weights).
+    Raises :class:`cdvae_core.relax.RelaxationUnavailable` without the package (not cached)."""
+    from cdvae_core.relax import load_chgnet
+
+    return load_chgnet()
 
 
 @dataclass(frozen=True)

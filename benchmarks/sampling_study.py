@@ -23,6 +23,7 @@ import torch
 from cdvae_core.data.splits import load_split
 from cdvae_core.metrics.evaluate import evaluate_generation
 from cdvae_core.metrics.predictor import load_predictor
+from cdvae_core.nn.accel import compile_model
 from cdvae_core.sampling import LangevinConfig, generate
 from cdvae_core.sampling.langevin import levels_to_run
 from cdvae_core.training.checkpoint import load_model
@@ -57,9 +58,16 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--grid", nargs="*", help="subset of settings as steps:stride:lr")
     p.add_argument("--out-dir", default="benchmarks/results")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
 
     model = load_model(args.checkpoint)
+    compiled = compile_model(model, args.compile)
+    if compiled:  # compile outside the timings
+        generate(model, 16, LangevinConfig(n_step_each=1, level_stride=50), args.seed, 16,
+                 progress=False)
     dataset = model.cfg.dataset
     test = load_split(args.data_dir, dataset, "test", progress=False)
     if args.reference_size:
@@ -87,6 +95,9 @@ def main() -> None:
             "decoder_calls": steps * levels,
             "seconds": seconds,
             "seconds_per_10k": seconds * 10000 / args.num_samples,
+            "num_samples": args.num_samples, "reference_size": len(reference),
+            "threads": args.threads, "compiled": bool(compiled),
+            "checkpoint": args.checkpoint,
             **{k: summary.get(k) for k in ("struct_validity", "comp_validity", "cov_recall",
                                            "cov_precision", "wdist_density", "wdist_num_elems",
                                            "wdist_property")},

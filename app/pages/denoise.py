@@ -9,6 +9,7 @@ import state
 import streamlit as st
 import torch
 from components.cards import structure_details
+from components.relaxation import relax_panel
 from components.runs import run_decode
 from components.viewer import show_frames, show_structure
 from pymatgen.core import Lattice
@@ -32,6 +33,7 @@ if focus is not None:
         if st.button("Close sample", key="focus_close"):
             del st.session_state["focus"]
             st.rerun()
+    relax_panel(focus["structure"], focus["name"], key="focus")
     st.divider()
 
 sel = state.selected()
@@ -141,3 +143,4 @@ st.subheader("Final structure")
 structure_details(traj["final"], "cdvae_sample", key="final")
 st.download_button("Trajectory (extended XYZ)", traj["extxyz"], "trajectory.extxyz",
                    "chemical/x-extxyz", key="traj_xyz")
+relax_panel(traj["final"], "cdvae_sample", key="final")

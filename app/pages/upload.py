@@ -8,6 +8,7 @@ import state
 import streamlit as st
 import torch
 from components.cards import structure_details
+from components.relaxation import relax_panel
 from components.runs import run_decode
 from components.viewer import show_structure
 
@@ -76,5 +77,9 @@ with right:
         rms = rms_distance(recon["structure"], structure)
         st.metric("Match (StructureMatcher)", "no match" if rms is None else f"RMS {rms:.3f}")
         structure_details(recon["structure"], f"{name}_reconstruction", key="recon")
+recon = st.session_state.get("recon")
+if recon is not None and recon["digest"] == digest:
+    st.subheader("Relax the reconstruction")
+    relax_panel(recon["structure"], f"{name}_reconstruction", key="recon")
 st.caption(f"z norm {float(torch.linalg.norm(z)):.2f} (a prior draw has norm about "
            f"{ctx.model.cfg.latent_dim ** 0.5:.1f}).")

@@ -43,7 +43,8 @@ from cdvae_core.metrics.validity import (
 )
 from cdvae_core.utils import atomic_write
 
-__all__ = ["describe_structures", "evaluate_generation", "evaluate_reconstruction", "save_results"]
+__all__ = ["describe_structures", "evaluate_generation", "evaluate_reconstruction", "save_results",
+           "spacegroup_number"]
 
 PropertyFn = Callable[[list[Structure]], np.ndarray]
 SPACEGROUP_SYMPREC = 0.1  # Å
@@ -60,7 +61,8 @@ _DESCRIBE_COLUMNS = [
 ]
 
 
-def _spacegroup_number(structure: Structure) -> int | None:
+def spacegroup_number(structure: Structure) -> int | None:
+    """International space-group number at ``SPACEGROUP_SYMPREC`` (None where spglib fails)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -102,7 +104,7 @@ def _describe_one(args: tuple[Structure | None, OxidationStateSet]) -> dict[str,
         n_atoms=len(structure),
         n_elements=num_elements(structure),
         density_g_cm3=density_g_cm3(structure) if usable else math.nan,
-        spacegroup=_spacegroup_number(structure) if usable else None,
+        spacegroup=spacegroup_number(structure) if usable else None,
     )
     return row
 

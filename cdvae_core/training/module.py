@@ -42,7 +42,7 @@ class CDVAEModule(L.LightningModule):
         out = self.model(batch, teacher_forcing=self._teacher_forcing())
         bs = batch.num_graphs
         # kept for the report of a skipped (non-finite) update
-        self._last_step_info = (batch.index, {k: float(v) for k, v in out.items()})
+        self._last_step_info = (batch.index, {k: v.detach() for k, v in out.items()})
         self.log_dict(
             {f"train_{k}": v.detach() for k, v in out.items()},
             on_step=False, on_epoch=True, batch_size=bs, sync_dist=True,
@@ -68,7 +68,8 @@ class CDVAEModule(L.LightningModule):
               f"{self.global_step}: update skipped ({self.skipped_steps} so far)", flush=True)
         info = getattr(self, "_last_step_info", None)
         if info is not None:
-            print(f"  losses: {info[1]}\n  crystals (training-set positions): "
+            losses = {k: round(float(v), 4) for k, v in info[1].items()}
+            print(f"  losses: {losses}\n  crystals (training-set positions): "
                   f"{info[0].tolist()}", flush=True)
         if self._bad_steps_in_a_row >= self.max_bad_steps_in_a_row:
             raise FloatingPointError(

@@ -81,3 +81,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_chgnet(monkeypatch):
+    """As if the optional CHGNet package were not installed: importing it fails."""
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "chgnet" or name.startswith("chgnet."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    for mod in [m for m in sys.modules if m == "chgnet" or m.startswith("chgnet.")]:
+        monkeypatch.delitem(sys.modules, mod)

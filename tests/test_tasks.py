@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 
 import numpy as np
@@ -141,3 +142,121 @@ def test_cli_generate_and_info(tiny, tmp_path, capsys):
     bad.write_bytes(b"nope")
     assert main(["info", str(bad)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- CHGNet relaxation
+def _relaxed_rows(table):
+    """Rows where a relaxation ran (a value or an error), by the per-sample columns."""
+    return [i for i in range(len(table))
+            if not (np.isnan(table["relaxed_energy_per_atom_eV"][i])
+                    and table["relax_error"].isna()[i])]
+
+
+@pytest.mark.slow
+def test_generation_relaxes_the_first_valid_samples(tiny, test_set, tmp_path, monkeypatch):
+    pytest.importorskip("chgnet", reason="CHGNet not installed (pip install 'cdvae-core[relax]')")
+    import pandas as pd
+
+    model, path = tiny
+    nacl, srtio3 = rocksalt_nacl(), cubic_srtio3(3.95)
+    nacl.perturb(0.1, seed=0)
+    srtio3.perturb(0.05, seed=1)
+    samples = [None, nacl, srtio3, rocksalt_nacl()]  # a failed decode first
+    monkeypatch.setattr(tasks, "generate", lambda *args, **kwargs: list(samples))
+    summary = tasks.run_generation(model, test_set, tmp_path / "gen", num_samples=4,
+                                   sampler=LangevinConfig(n_step_each=1), n_diversity=4,
+                                   checkpoint=path, progress=False, relax=2, relax_steps=100)
+    table = pd.read_csv(tmp_path / "gen" / "per_sample.csv")
+    assert set(tasks.RELAX_COLUMNS) <= set(table.columns)
+    valid = list(np.flatnonzero(table["valid"].to_numpy()))
+    assert valid[:2] == [1, 2]  # the decode that failed is not valid, the crystals are
+    assert _relaxed_rows(table) == [1, 2]
+    for i in (1, 2):
+        assert table["relax_converged"][i] in (True, False)
+        assert table["relaxed_energy_per_atom_eV"][i] <= (
+            table["relax_initial_energy_per_atom_eV"][i] + 1e-6)
+        assert table["relax_rms_displacement_A"][i] >= 0
+        assert math.isfinite(table["relax_volume_change"][i])
+    for i in (0, 3):  # not relaxed: empty cells
+        assert table[list(tasks.RELAX_COLUMNS)].iloc[i].isna().all()
+    saved = json.loads((tmp_path / "gen" / "summary.json").read_text())
+    rel = saved["relaxation"]
+    assert rel == json.loads(json.dumps(summary["relaxation"]))
+    assert rel["requested"] == 2 and rel["relaxed"] + rel["failed"] == 2
+    assert 0.0 <= rel["fraction_barely_moving"] <= 1.0
+    assert rel["mean_energy_per_atom_eV"] == pytest.approx(
+        table["relaxed_energy_per_atom_eV"][[1, 2]].mean(), rel=1e-6)
+    settings = json.loads((tmp_path / "gen" / "settings.json").read_text())
+    assert settings["relaxation"]["structures"] == 2 and settings["relaxation"]["steps"] == 100
+
+
+@pytest.mark.slow
+def test_generation_with_relaxation_on_a_tiny_model(tiny, test_set, tmp_path):
+    pytest.importorskip("chgnet", reason="CHGNet not installed (pip install 'cdvae-core[relax]')")
+    import pandas as pd
+
+    model, path = tiny
+    summary = tasks.run_generation(model, test_set, tmp_path / "gen", num_samples=3,
+                                   sampler=LangevinConfig(n_step_each=1), seed=3, n_diversity=3,
+                                   checkpoint=path, progress=False, relax=2, relax_steps=20)
+    table = pd.read_csv(tmp_path / "gen" / "per_sample.csv")
+    assert set(tasks.RELAX_COLUMNS) <= set(table.columns)
+    n_valid = int(table["valid"].sum())
+    assert _relaxed_rows(table) == list(np.flatnonzero(table["valid"].to_numpy()))[:2]
+    rel = json.loads((tmp_path / "gen" / "summary.json").read_text())["relaxation"]
+    assert rel["requested"] == 2 and rel["relaxed"] + rel["failed"] == min(2, n_valid)
+    assert summary["relaxation"]["max_steps"] == 20
+
+
+def test_generation_without_chgnet_fails_before_sampling(tiny, test_set, tmp_path, monkeypatch,
+                                                          no_chgnet):
+    from cdvae_core.relax import RelaxationUnavailable
+
+    model, path = tiny
+    earlier = tmp_path / "gen" / "summary.json"
+    earlier.parent.mkdir()
+    earlier.write_text('{"earlier": true}\n')
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled although the relaxation cannot run")
+
+    monkeypatch.setattr(tasks, "generate", no_sampling)
+    with pytest.raises(RelaxationUnavailable, match="pip install"):
+        tasks.run_generation(model, test_set, tmp_path / "gen", num_samples=2, checkpoint=path,
+                             progress=False, relax=1)
+    assert earlier.read_text() == '{"earlier": true}\n'
+    with pytest.raises(ValueError):
+        tasks.run_generation(model, test_set, tmp_path / "gen", num_samples=2, relax=-1)
+
+
+def test_cli_relax_without_chgnet_stops_before_anything_runs(tiny, tmp_path, monkeypatch, capsys,
+                                                              no_chgnet):
+    import cdvae_core.training.checkpoint as checkpoint
+
+    _, path = tiny
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded the model although the relaxation cannot run")
+
+    monkeypatch.setattr(checkpoint, "load_model", no_loading)
+    common = ["evaluate", str(path), "--data-dir", str(tmp_path), "--out-dir",
+              str(tmp_path / "eval")]
+    assert main([*common, "--tasks", "reconstruction", "generation", "--relax", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "pip install" in err and "chgnet" in err.lower()
+    assert main([*common, "--tasks", "reconstruction", "--relax", "5"]) == 2
+    assert "generation task" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_cli_documents_relax():
+    from cdvae_core.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["evaluate", "m.pt", "--data-dir", "d", "--out-dir", "o"])
+    assert args.relax == 0  # off by default
+    args = parser.parse_args(["evaluate", "m.pt", "--data-dir", "d", "--out-dir", "o",
+                              "--relax", "50", "--relax-steps", "100", "--relax-fmax", "0.05"])
+    assert (args.relax, args.relax_steps, args.relax_fmax) == (50, 100, 0.05)
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
+    assert "CHGNet" in evaluate.format_help()

@@ -40,14 +40,19 @@ def test_on_without_a_compiler_says_why(monkeypatch):
 
 
 @pytest.mark.slow
-def test_compiled_trunks_give_the_eager_numbers_and_keep_checkpoint_keys(perovskites):
+@pytest.mark.parametrize("arch", ["fast", "paper"])
+def test_compiled_trunks_give_the_eager_numbers_and_keep_checkpoint_keys(perovskites, arch):
     if not can_compile("cpu")[0]:
         pytest.skip(can_compile("cpu")[1])
     batch = jittered_batch(perovskites * 3, "perov_5")
-    eager, compiled = _model(), _model()
+    eager, compiled = _model(arch), _model(arch)
     keys = list(compiled.state_dict())
     names = compile_model(compiled, "on")
-    assert sorted(names) == ["decoder.trunk", "encoder.trunk"]
+    if arch == "fast":
+        assert sorted(names) == ["decoder.trunk", "encoder.trunk"]
+    else:  # every interaction block of DimeNet++, interaction and output block of GemNet-T
+        assert len([n for n in names if n.startswith("encoder.interaction_blocks")]) == 4
+        assert len([n for n in names if n.startswith("decoder.")]) == 7
     assert list(compiled.state_dict()) == keys
     z = torch.randn(batch.num_graphs, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

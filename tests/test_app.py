@@ -370,3 +370,46 @@ def test_gallery_opens_an_evaluation_run(app, tmp_path):
     at.text_input(key="gallery_path").input(str(tmp_path / "missing.zip")).run()
     at.button(key="gallery_open").click().run()
     assert any("Cannot open these samples" in e.value for e in ok(at).error)
+
+
+# ---------------------------------------------------------------------------- CHGNet relaxation
+@pytest.mark.slow
+def test_relax_button_plays_the_relaxation_and_reports_it(app):
+    pytest.importorskip("chgnet", reason="CHGNet not installed (pip install 'cdvae-core[relax]')")
+    from conftest import rocksalt_nacl
+
+    rattled = rocksalt_nacl()
+    rattled.perturb(0.12, seed=0)
+    app.session_state["focus"] = {"name": "rattled", "structure": rattled, "z": None}
+    at = ok(app.switch_page("pages/denoise.py").run())
+    at.button(key="focus_relax").click().run()
+    record = ok(at).session_state["relax"]["focus"]
+    res = record["result"]
+    assert res.error is None and res.energy_per_atom_eV <= res.initial_energy_per_atom_eV + 1e-6
+    labels = {m.label for m in at.metric}
+    assert {"Energy before (eV/atom)", "Energy after (eV/atom)", "RMS displacement (Å)",
+            "Volume change", "Converged", "Space group before → after"} <= labels
+    sg = next(m for m in at.metric if m.label == "Space group before → after").value
+    assert sg.endswith("→ 225")  # relaxed rock salt is Fm-3m again
+    # the trajectory plays frame by frame in the viewer: the slider walks input → result
+    slider = at.slider(key="focus_relax_frame")
+    assert slider.max == len(record["payload"]) - 1 >= 1
+    slider.set_value(slider.max).run()
+    assert ok(at).session_state["focus_relax_frame"] == slider.max
+    assert "Relaxed structure (CIF)" in {b.label for b in at.get("download_button")}
+    # a second click reuses the cached CHGNet model and gives the same relaxation
+    at.button(key="focus_relax").click().run()
+    again = ok(at).session_state["relax"]["focus"]["result"]
+    assert again.energy_per_atom_eV == pytest.approx(res.energy_per_atom_eV, abs=1e-5)
+
+
+def test_relax_button_without_chgnet_explains_the_install(app, no_chgnet):
+    at = app.switch_page("pages/upload.py").run()
+    at.text_area(key="cif_text").input(structure_to_cif(perovskite("Ba", "Zr", "O", 4.19))).run()
+    at.checkbox(key="upload_keep").check()
+    at.button(key="upload_run").click().run()
+    assert "Relax the reconstruction" in texts(ok(at))
+    at.button(key="recon_relax").click().run()
+    assert any("pip install" in e.value and "chgnet" in e.value for e in ok(at).error), \
+        [e.value for e in at.error]
+    assert "recon" not in at.session_state["relax"]

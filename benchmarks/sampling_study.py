@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -77,6 +78,15 @@ def main() -> None:
     grid = GRID
     if args.grid:
         grid = [(int(a), int(b), float(c)) for a, b, c in (g.split(":") for g in args.grid)]
+    # The run's own timings depend on what else the machine was doing; the estimate below uses
+    # the quiet 2-thread Langevin step time of benchmarks/results/model.json instead.
+    step_s = None
+    bench_file = Path(__file__).resolve().parent / "results" / "model.json"
+    if bench_file.is_file() and args.batch_size == 256:
+        arch = ("fast" if model.cfg.architecture == "fast" else "paper") + (
+            "+compile" if compiled else "")
+        entry = json.loads(bench_file.read_text()).get(f"{arch}/langevin_{dataset}_b256", {})
+        step_s = entry.get("median_s")
     rows = []
     for steps, stride, lr in grid:
         cfg = LangevinConfig(n_step_each=steps, level_stride=stride, step_lr=lr)
@@ -95,6 +105,8 @@ def main() -> None:
             "decoder_calls": steps * levels,
             "seconds": seconds,
             "seconds_per_10k": seconds * 10000 / args.num_samples,
+            "quiet_minutes_per_10k_estimate": (
+                steps * levels * math.ceil(10000 / 256) * step_s / 60 if step_s else None),
             "num_samples": args.num_samples, "reference_size": len(reference),
             "threads": args.threads, "compiled": bool(compiled),
             "checkpoint": args.checkpoint,
@@ -125,7 +137,7 @@ def _plot(table: pd.DataFrame, path: Path, dataset: str, n: int, threads: int) -
                       xaxis_title="minutes per 10,000 samples", yaxis_title="fraction",
                       xaxis_type="log")
     with atomic_write(path) as fh:
-        fh.write(fig.to_html(include_plotlyjs=True, full_html=True))
+        fh.write(fig.to_html(include_plotlyjs="cdn", full_html=True))
 
 
 if __name__ == "__main__":

@@ -177,7 +177,9 @@ def _add_compile_arg(p: argparse.ArgumentParser, default: str) -> None:
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     _add_compile_arg(p, "auto")
-    p.add_argument("--sampler", default="paper", help="preset: paper | fast | interactive")
+    p.add_argument("--sampler", default="fast",
+                   help="preset: fast (default: 20 Langevin steps per level) | paper (100) | "
+                        "interactive (5); see cdvae_core/sampling/presets.py")
     p.add_argument("--steps-per-level", dest="steps_per_level", type=int)
     p.add_argument("--step-lr", dest="step_lr", type=float)
     p.add_argument("--seed", type=int, default=0)

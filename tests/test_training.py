@@ -190,3 +190,15 @@ def test_a_non_finite_gradient_skips_the_update_and_keeps_the_weights():
             break
     else:
         raise AssertionError("two non-finite steps in a row did not stop the run")
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tmp_path, tiny_data):
+    # lr 0: the weights never change, so the (fixed-noise) validation loss never improves after
+    # the first epoch; last.ckpt must still follow every epoch
+    train(_cfg(tmp_path, tiny_data, "run", epochs=3, lr=0.0))
+    ckpts = tmp_path / "run" / "checkpoints"
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    best = torch.load(ckpts / "best.ckpt", weights_only=True)
+    assert last["epoch"] == 2
+    assert best["epoch"] == 0

@@ -144,7 +144,11 @@ def train(cfg: TrainConfig) -> Path:
         print(f"run directory seeded from {cfg.init_from}")
     # best.ckpt: lowest validation loss; last.ckpt: written after every epoch's validation
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
-                           save_top_k=1, save_last=True, enable_version_counter=False)
+                           save_top_k=1, enable_version_counter=False)
+    # Lightning's save_last only writes last.ckpt when a best checkpoint is written, so an epoch
+    # without a new best would not be saved; a second, unmonitored callback writes it every epoch
+    last_every_epoch = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
+                                       every_n_epochs=1, enable_version_counter=False)
     # a resumed run logs into a new version folder: earlier curves are kept (read_metrics joins)
     loggers = [CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tb")]
     trainer = L.Trainer(
@@ -156,7 +160,7 @@ def train(cfg: TrainConfig) -> Path:
         precision=cfg.precision,
         gradient_clip_val=cfg.gradient_clip_val,
         gradient_clip_algorithm="value",
-        callbacks=[best, _SaveOnInterrupt(ckpt_dir / "interrupted.ckpt")],
+        callbacks=[best, last_every_epoch, _SaveOnInterrupt(ckpt_dir / "interrupted.ckpt")],
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=cfg.progress,

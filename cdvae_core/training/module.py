@@ -34,6 +34,9 @@ class CDVAEModule(L.LightningModule):
         cfg = ModelConfig.from_dict(model_config)
         sc = {k: StandardScaler.from_state_dict(v) for k, v in (scalers or {}).items()}
         self.model = CDVAE(cfg, sc)
+        self.skipped_steps = 0  # updates skipped for non-finite gradients (this process)
+        self._bad_steps_in_a_row = 0
+        self._last_step_info = None  # (crystal indices, losses) of the latest training step
 
     def _teacher_forcing(self) -> bool:
         return self.current_epoch < self.model.cfg.teacher_forcing_max_epoch
@@ -57,16 +60,16 @@ class CDVAEModule(L.LightningModule):
         # with ``grad=None`` are left untouched by Adam, moments included. All ranks see the
         # same all-reduced gradients, so DDP ranks skip together.
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        finite = all(torch.isfinite(g).all() for g in grads)
-        if finite:
+        # one host sync per step rather than one per parameter (this runs every step)
+        if not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
             self._bad_steps_in_a_row = 0
             return
         optimizer.zero_grad(set_to_none=True)
-        self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
-        self._bad_steps_in_a_row = getattr(self, "_bad_steps_in_a_row", 0) + 1
+        self.skipped_steps += 1
+        self._bad_steps_in_a_row += 1
         print(f"warning: non-finite gradient at epoch {self.current_epoch}, step "
               f"{self.global_step}: update skipped ({self.skipped_steps} so far)", flush=True)
-        info = getattr(self, "_last_step_info", None)
+        info = self._last_step_info
         if info is not None:
             losses = {k: round(float(v), 4) for k, v in info[1].items()}
             print(f"  losses: {losses}\n  crystals (training-set positions): "
@@ -88,7 +91,7 @@ class CDVAEModule(L.LightningModule):
                                 gradient_clip_algorithm=gradient_clip_algorithm)
 
     def on_train_epoch_end(self):
-        self.log("skipped_steps", float(getattr(self, "skipped_steps", 0)))
+        self.log("skipped_steps", float(self.skipped_steps))
 
     def validation_step(self, batch, batch_idx):
         # a fixed generator per batch: the validation loss is comparable across epochs

@@ -35,6 +35,7 @@ __all__ = [
     "cell_volume",
     "scaled_lengths",
     "unscaled_lengths",
+    "sanitize_lattice_params",
 ]
 
 
@@ -54,6 +55,33 @@ def lattice_params_to_matrix(lengths: Tensor, angles_deg: Tensor) -> Tensor:
     )
     vec_c = torch.stack([zeros, zeros, c], dim=-1)
     return torch.stack([vec_a, vec_b, vec_c], dim=-2)
+
+
+def sanitize_lattice_params(
+    lengths: Tensor,
+    angles_deg: Tensor,
+    min_length: float = 0.5,
+    min_volume_fraction: float = 0.1,
+) -> tuple[Tensor, Tensor]:
+    """Predicted lattice parameters made into a cell that can be inverted.
+
+    Lengths below ``min_length`` (Å) are raised to it. Three angles need not describe a cell at
+    all (say 10°, 10°, 170°): where ``V / (a b c) = sqrt(1 - cos²α - cos²β - cos²γ +
+    2 cosα cosβ cosγ)`` is below ``min_volume_fraction`` (or the angles are not finite), the
+    angles are pulled towards 90° along ``90 + t (angle - 90)``, with the largest ``t`` in
+    ``{1, 0.95, ..., 0}`` that gives enough volume. A sound cell is returned unchanged, with its
+    gradient.
+    """
+    lengths = torch.nan_to_num(lengths, nan=min_length).clamp(min=min_length)
+    angles = torch.nan_to_num(angles_deg, nan=90.0, posinf=90.0, neginf=90.0)
+    t = torch.linspace(1.0, 0.0, 21, dtype=angles.dtype, device=angles.device)
+    cand = 90.0 + t[:, None, None] * (angles[None] - 90.0)  # [T, B, 3]
+    cos = torch.cos(torch.deg2rad(cand))
+    v2 = 1 - (cos**2).sum(-1) + 2 * cos.prod(-1)  # [T, B]; t = 0 gives 1
+    ok = v2 >= min_volume_fraction**2
+    ok[-1] = True
+    first = ok.to(torch.int8).argmax(dim=0)  # first (largest) t that works, per crystal
+    return lengths, cand[first, torch.arange(angles.shape[0], device=angles.device)]
 
 
 def matrix_to_lattice_params(lattice: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,7 @@ from sklearn.decomposition import PCA
 from torch import Tensor
 
 from cdvae_core.data.dataset import CrystalDataset
+from cdvae_core.geometry import sanitize_lattice_params
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.nn import MAX_ATOMIC_NUM
 from cdvae_core.sampling import DecodeResult, Frame, LangevinConfig, encode_dataset
@@ -95,8 +96,8 @@ def read_latent(model: CDVAE, z: Tensor, top_k: int = 5, seed: int = 0) -> Laten
     n = int(n_probs.argmax().clamp(min=1))
     num_atoms = torch.tensor([n], device=z.device)
     _, lengths, angles = model.predict_lattice(z, num_atoms)
-    lengths = lengths.clamp(min=MIN_LENGTH)[0].tolist()
-    angles = angles.clamp(*ANGLE_RANGE)[0].tolist()
+    lengths, angles = sanitize_lattice_params(lengths, angles.clamp(*ANGLE_RANGE), MIN_LENGTH)
+    lengths, angles = lengths[0].tolist(), angles[0].tolist()
     comp = torch.softmax(model.fc_composition(z), -1)  # [1, 100]
     p, idx = comp[0].topk(min(top_k, comp.shape[-1]))
     top = [(Element.from_Z(int(i) + 1).symbol, float(q)) for q, i in zip(p, idx, strict=True)]

@@ -136,3 +136,31 @@ def test_radius_graph_vector_matches_distance_and_is_batched():
         torch.testing.assert_close(ei[:, sel] - start, e1)
         torch.testing.assert_close(dist[sel], d1)
         start += len(s)
+
+
+def test_sanitize_lattice_params_repairs_only_impossible_cells():
+    from cdvae_core.geometry import cell_volume, sanitize_lattice_params
+
+    lengths = torch.tensor([[3.0, 4.0, 5.0], [3.0, -1.0, 5.0], [2.0, 2.0, 2.0], [4.0, 4.0, 4.0]],
+                           dtype=torch.float64, requires_grad=True)
+    angles = torch.tensor([[60.0, 70.0, 80.0], [90.0, 90.0, 90.0], [10.0, 10.0, 170.0],
+                           [float("nan"), 90.0, 120.0]], dtype=torch.float64, requires_grad=True)
+    new_len, new_ang = sanitize_lattice_params(lengths, angles, min_length=0.5,
+                                               min_volume_fraction=0.1)
+    # a sound cell is untouched and keeps its gradient
+    assert torch.equal(new_len[0], lengths[0].detach()) and torch.equal(new_ang[0], angles[0].detach())
+    new_ang[0].sum().backward(retain_graph=True)
+    assert torch.equal(angles.grad[0], torch.ones(3, dtype=torch.float64))
+    assert new_len[1, 1] == 0.5
+    # 10/10/170 has no cell: pulled towards 90 degrees just enough
+    lat = lattice_params_to_matrix(new_len, new_ang)
+    frac_vol = cell_volume(lat) / new_len.prod(-1)
+    assert (frac_vol >= 0.1 - 1e-9).all() and torch.isfinite(lat).all()
+    # along 90 -/+ 80 t a cell needs alpha + beta > gamma, i.e. t < 0.375: on the 0.05 grid
+    # t = 0.35, angles 62, 62, 118
+    torch.testing.assert_close(new_ang[2].detach(), torch.tensor([62.0, 62.0, 118.0],
+                                                                 dtype=torch.float64))
+    assert new_ang[3, 0] == 90.0
+    # a pymatgen lattice from the repaired numbers agrees
+    ref = Lattice.from_parameters(*new_len[2].tolist(), *new_ang[2].tolist())
+    assert abs(ref.volume - float(cell_volume(lat)[2])) < 1e-6

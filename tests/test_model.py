@@ -153,6 +153,22 @@ def test_teacher_forcing_switch_changes_the_decoder_lattice():
     assert not torch.allclose(seen[1], b.lattice)
 
 
+def test_an_impossible_predicted_cell_does_not_stop_training():
+    """Without teacher forcing the decoder sees the predicted cell. Angles of 10, 10 and 170
+    degrees (and a negative length) describe no cell; the forward pass must still give finite
+    losses and gradients (it used to stop a Carbon-24 run with a singular-matrix error)."""
+    model = _model()
+    b = _dataset().collate([0, 1, 2])
+    with torch.no_grad():
+        model.fc_lattice[-1].weight.zero_()
+        raw = torch.tensor([-50.0, 1.0, 1.0, 10.0, 10.0, 170.0])
+        model.fc_lattice[-1].bias.copy_((raw - model.lattice_mean) / model.lattice_std)
+    out = model(b, teacher_forcing=False)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_config_roundtrip_and_unknown_fields():
     cfg = ModelConfig.for_dataset("perov_5", architecture="fast", encoder={"hidden": 64})
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg

@@ -12,6 +12,7 @@ from cdvae_core.data.scaler import StandardScaler, lattice_targets
 from cdvae_core.geometry import (
     lattice_params_to_matrix,
     min_image_cart_displacement,
+    sanitize_lattice_params,
     unscaled_lengths,
 )
 from cdvae_core.model.config import ModelConfig
@@ -143,7 +144,9 @@ class CDVAE(nn.Module):
         if teacher_forcing:
             lattice = batch.lattice
         else:
-            lattice = lattice_params_to_matrix(pred_lengths, pred_angles)
+            # a prediction may not describe a cell at all (early in training, or on an odd
+            # crystal): make it invertible rather than stop the run
+            lattice = lattice_params_to_matrix(*sanitize_lattice_params(pred_lengths, pred_angles))
         comp_probs = F.softmax(comp_logits.detach(), dim=-1)
         noisy_types = perturb_types(batch.atom_types, comp_probs, type_sigma_atom, generator)
         noisy_frac = perturb_coords(batch.frac_coords, lattice, batch.batch, sigma_atom, generator)

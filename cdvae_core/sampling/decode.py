@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 
 from cdvae_core.data.batch import CrystalBatch
 from cdvae_core.data.dataset import CrystalDataset
-from cdvae_core.geometry import lattice_params_to_matrix
+from cdvae_core.geometry import lattice_params_to_matrix, sanitize_lattice_params
 from cdvae_core.model.cdvae import CDVAE
+from cdvae_core.model.noise import geometric_sigmas
 from cdvae_core.sampling.langevin import Frame, LangevinConfig, annealed_langevin
 
 __all__ = [
@@ -30,7 +31,8 @@ __all__ = [
 ]
 
 MIN_LENGTH = 0.5  # Å; a predicted length below this is clamped (only an untrained model does it)
-ANGLE_RANGE = (10.0, 170.0)  # degrees; idem
+ANGLE_RANGE = (10.0, 170.0)  # degrees; idem, then impossible angle triples are repaired
+# (geometry.sanitize_lattice_params)
 
 
 @dataclass
@@ -118,8 +120,7 @@ def decode(
         num_atoms = model.predict_num_atoms(z).argmax(dim=-1).clamp(min=1)
     num_atoms = num_atoms.to(device)
     _, lengths, angles = model.predict_lattice(z, num_atoms)
-    lengths = lengths.clamp(min=MIN_LENGTH)
-    angles = angles.clamp(*ANGLE_RANGE)
+    lengths, angles = sanitize_lattice_params(lengths, angles.clamp(*ANGLE_RANGE), MIN_LENGTH)
     lattice = lattice_params_to_matrix(lengths, angles)
     batch = torch.repeat_interleave(torch.arange(z.shape[0], device=device), num_atoms)
     if atom_types is None:
@@ -130,7 +131,7 @@ def decode(
         cfg = LangevinConfig(**{**cfg.__dict__, "update_types": False})
     frac = torch.rand((int(num_atoms.sum()), 3), generator=gen).to(device)
 
-    sigmas = model.sigmas
+    sigmas = sampling_sigmas(model.sigmas, cfg)
 
     def score_fn(f: Tensor, t: Tensor, level: int):
         return model.decode_scores(z, f, t, num_atoms, lattice, batch, sigmas[level])
@@ -138,6 +139,15 @@ def decode(
     result = annealed_langevin(score_fn, frac, types, lattice, batch, sigmas, cfg, gen, callback)
     return DecodeResult(result.frac_coords, result.atom_types, num_atoms, lengths, angles, z,
                         result.frames)
+
+
+def sampling_sigmas(model_sigmas: Tensor, cfg: LangevinConfig) -> Tensor:
+    """The noise levels a run of ``cfg`` walks: the model's table, or ``cfg.num_levels``
+    geometric levels spanning the same range (``LangevinConfig.num_levels``)."""
+    if cfg.num_levels is None or cfg.num_levels == model_sigmas.shape[0]:
+        return model_sigmas
+    return geometric_sigmas(float(model_sigmas[0]), float(model_sigmas[-1]), cfg.num_levels).to(
+        device=model_sigmas.device, dtype=model_sigmas.dtype)
 
 
 def generate(

@@ -7,6 +7,7 @@ from cdvae_core.sampling.decode import (
     generate,
     reconstruct,
     sample_composition,
+    sampling_sigmas,
     to_structures,
 )
 from cdvae_core.sampling.langevin import (
@@ -15,6 +16,7 @@ from cdvae_core.sampling.langevin import (
     LangevinResult,
     SamplingError,
     annealed_langevin,
+    score_evaluations,
 )
 from cdvae_core.sampling.optimize import OptimizationResult, optimize_latent
 from cdvae_core.sampling.presets import PRESETS, get_preset
@@ -35,5 +37,7 @@ __all__ = [
     "optimize_latent",
     "reconstruct",
     "sample_composition",
+    "sampling_sigmas",
+    "score_evaluations",
     "to_structures",
 ]

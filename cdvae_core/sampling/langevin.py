@@ -1,9 +1,24 @@
-"""Annealed Langevin dynamics on periodic crystals (Song & Ermon 2019; the paper's Algorithm 1).
+"""Annealed Langevin dynamics on periodic crystals (Song & Ermon 2019; the paper's Algorithm 1),
+and a predictor-corrector variant (Song et al. 2021, "Score-based generative modeling through
+stochastic differential equations", reverse-diffusion predictor for the variance-exploding SDE).
 
 The sampler knows nothing of the network: it is given ``score_fn(frac_coords, atom_types,
 sigma_index) -> (coord_score [N, 3] in Å^-1, type_logits [N, K])``. Coordinates move in
 Cartesian space and are wrapped back into the cell after every step; atom types become the argmax
 of the predicted type distribution.
+
+Schemes (:attr:`LangevinConfig.scheme`):
+
+``langevin``
+    Algorithm 1: at each level ``sigma_j``, ``n_step_each`` steps
+    ``x <- x + alpha_j s(x) + sqrt(2 alpha_j) eps`` with ``alpha_j = step_lr (sigma_j/sigma_L)^2``.
+``pc``
+    At each level, ``n_step_each`` Langevin steps as above (the corrector, may be 0), then one
+    reverse-diffusion step to the next level (the predictor):
+    ``x <- x + (sigma_j^2 - sigma_{j+1}^2) s(x) + sqrt(sigma_j^2 - sigma_{j+1}^2) eps``; after the
+    last level a noise-free step ``x <- x + sigma_L^2 s(x)`` (the posterior mean of a point-mass
+    crystal blurred by ``sigma_L``, Tweedie's formula) ends the run. Each level costs
+    ``n_step_each + 1`` score evaluations.
 """
 
 from __future__ import annotations
@@ -17,9 +32,18 @@ from torch import Tensor
 
 from cdvae_core.geometry import cart_to_frac, frac_to_cart, wrap_frac
 
-__all__ = ["LangevinConfig", "Frame", "LangevinResult", "annealed_langevin", "SamplingError"]
+__all__ = [
+    "LangevinConfig",
+    "Frame",
+    "LangevinResult",
+    "annealed_langevin",
+    "SamplingError",
+    "score_evaluations",
+    "SCHEMES",
+]
 
 ScoreFn = Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]
+SCHEMES = ("langevin", "pc")
 
 
 class SamplingError(RuntimeError):
@@ -30,13 +54,19 @@ class SamplingError(RuntimeError):
 class LangevinConfig:
     """Settings of annealed Langevin sampling.
 
-    n_step_each: steps per noise level (paper: 100).
+    n_step_each: Langevin steps per noise level (paper: 100); with ``scheme="pc"`` the corrector
+        steps per level, 0 allowed.
     step_lr: epsilon; level j uses ``alpha_j = step_lr * (sigma_j / sigma_L)^2`` (paper: 1e-4).
     min_sigma: levels below this sigma are skipped (0: all levels).
     level_stride: use every k-th level (1: all), always ending on the smallest one.
     noise_scale: multiplies the injected noise (1: Langevin; 0: deterministic descent).
     update_types: let the network change the atom types.
     save_every: keep a frame every k steps (None: no trajectory).
+    scheme: ``"langevin"`` (Algorithm 1) or ``"pc"`` (predictor-corrector, see the module).
+    num_levels: run on this many geometric noise levels between the model's largest and smallest
+        sigma instead of the model's own table (None: the table). Valid for CDVAE, whose decoder
+        is not told the noise level: any sigma in the trained range is a level it has seen in
+        kind. Applied by :func:`cdvae_core.sampling.decode`.
     """
 
     n_step_each: int = 100
@@ -46,10 +76,18 @@ class LangevinConfig:
     noise_scale: float = 1.0
     update_types: bool = True
     save_every: int | None = None
+    scheme: str = "langevin"
+    num_levels: int | None = None
 
     def __post_init__(self):
-        if self.n_step_each < 1:
-            raise ValueError(f"n_step_each must be >= 1, got {self.n_step_each}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        least = 0 if self.scheme == "pc" else 1
+        if self.n_step_each < least:
+            raise ValueError(f"n_step_each must be >= {least} with scheme {self.scheme!r}, "
+                             f"got {self.n_step_each}")
+        if self.num_levels is not None and self.num_levels < 2:
+            raise ValueError(f"num_levels must be >= 2 or None, got {self.num_levels}")
         if not (self.step_lr > 0 and math.isfinite(self.step_lr)):
             raise ValueError(f"step_lr must be a positive number, got {self.step_lr}")
         if self.level_stride < 1:
@@ -89,6 +127,12 @@ def levels_to_run(sigmas: Tensor, cfg: LangevinConfig) -> list[int]:
     return chosen
 
 
+def score_evaluations(sigmas: Tensor, cfg: LangevinConfig) -> int:
+    """Score-network calls a run of ``cfg`` makes over the noise levels ``sigmas`` (the cost)."""
+    per_level = cfg.n_step_each + (1 if cfg.scheme == "pc" else 0)
+    return len(levels_to_run(sigmas, cfg)) * per_level
+
+
 def annealed_langevin(
     score_fn: ScoreFn,
     frac_coords: Tensor,
@@ -115,39 +159,60 @@ def annealed_langevin(
     sigma_last = float(sigmas[-1])
     gen_device = generator.device if generator is not None else frac.device
     step = 0
-    for level in levels_to_run(sigmas, cfg):
+    levels = levels_to_run(sigmas, cfg)
+
+    def move(frac, types, level, sigma, drift, noise_std):
+        """One update ``x + drift * score + noise_std * eps``; returns frac, types, score, logits."""
+        # drawn on the generator's device (the CPU by default), so a seed gives the same run on
+        # any device
+        noise = torch.randn(frac.shape, generator=generator, device=gen_device,
+                            dtype=frac.dtype).to(frac.device)
+        score, logits = score_fn(frac, types, level)
+        cart = frac_to_cart(frac, lattice, batch) + drift * score
+        if noise_std > 0:
+            cart = cart + noise_std * noise
+        frac = wrap_frac(cart_to_frac(cart, lattice, batch))
+        if not torch.isfinite(frac).all():
+            bad = (~torch.isfinite(frac).all(-1)).nonzero().flatten()
+            crystals = sorted(set(batch[bad].tolist()))
+            raise SamplingError(
+                f"non-finite coordinates at level {level} (sigma {sigma:.3g} Å), step {step}, "
+                f"crystals {crystals[:10]}: the score or lattice is not finite there"
+            )
+        if cfg.update_types:
+            types = logits.argmax(dim=-1) + 1
+        return frac, types, score, logits
+
+    def record(frac, types, level, sigma, score, logits):
+        if cfg.save_every is not None and (step % cfg.save_every == 0 or step == 1):
+            frame = Frame(
+                step=step,
+                level=level,
+                sigma=sigma,
+                frac_coords=frac.detach().cpu().clone(),
+                atom_types=types.detach().cpu().clone(),
+                score_norm=score.detach().norm(dim=-1).cpu(),
+                type_probs=torch.softmax(logits.detach(), -1).cpu(),
+            )
+            frames.append(frame)
+            if callback is not None:
+                callback(frame)
+
+    for pos, level in enumerate(levels):
         sigma = float(sigmas[level])
         alpha = cfg.step_lr * (sigma / sigma_last) ** 2
         for _ in range(cfg.n_step_each):
-            # drawn on the generator's device (the CPU by default), so a seed gives the same
-            # run on any device
-            noise = torch.randn(frac.shape, generator=generator, device=gen_device,
-                                dtype=frac.dtype).to(frac.device)
-            score, logits = score_fn(frac, types, level)
-            cart = frac_to_cart(frac, lattice, batch)
-            cart = cart + alpha * score + math.sqrt(2.0 * alpha) * cfg.noise_scale * noise
-            frac = wrap_frac(cart_to_frac(cart, lattice, batch))
-            if not torch.isfinite(frac).all():
-                bad = (~torch.isfinite(frac).all(-1)).nonzero().flatten()
-                crystals = sorted(set(batch[bad].tolist()))
-                raise SamplingError(
-                    f"non-finite coordinates at level {level} (sigma {sigma:.3g} Å), step {step}, "
-                    f"crystals {crystals[:10]}: the score or lattice is not finite there"
-                )
-            if cfg.update_types:
-                types = logits.argmax(dim=-1) + 1
+            frac, types, score, logits = move(
+                frac, types, level, sigma, alpha, math.sqrt(2.0 * alpha) * cfg.noise_scale)
             step += 1
-            if cfg.save_every is not None and (step % cfg.save_every == 0 or step == 1):
-                frame = Frame(
-                    step=step,
-                    level=level,
-                    sigma=sigma,
-                    frac_coords=frac.detach().cpu().clone(),
-                    atom_types=types.detach().cpu().clone(),
-                    score_norm=score.detach().norm(dim=-1).cpu(),
-                    type_probs=torch.softmax(logits.detach(), -1).cpu(),
-                )
-                frames.append(frame)
-                if callback is not None:
-                    callback(frame)
+            record(frac, types, level, sigma, score, logits)
+        if cfg.scheme == "pc":
+            # reverse-diffusion predictor to the next level; after the last, the noise-free
+            # Tweedie step to the posterior mean
+            nxt = float(sigmas[levels[pos + 1]]) if pos + 1 < len(levels) else 0.0
+            var = sigma**2 - nxt**2
+            frac, types, score, logits = move(
+                frac, types, level, sigma, var, math.sqrt(var) * cfg.noise_scale if nxt else 0.0)
+            step += 1
+            record(frac, types, level, sigma, score, logits)
     return LangevinResult(frac, types, frames)

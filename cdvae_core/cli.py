@@ -95,6 +95,10 @@ def _sampler(args: argparse.Namespace):
         changes["n_step_each"] = args.steps_per_level
     if args.step_lr is not None:
         changes["step_lr"] = args.step_lr
+    if args.scheme is not None:
+        changes["scheme"] = args.scheme
+    if args.num_levels is not None:
+        changes["num_levels"] = args.num_levels
     return get_preset(args.sampler, **changes)
 
 
@@ -146,15 +150,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from cdvae_core.sampling.decode import generate
-    from cdvae_core.tasks import write_structures
+    from cdvae_core.tasks import run_settings, write_structures
     from cdvae_core.training.checkpoint import load_model
+    from cdvae_core.utils import atomic_write
 
     model = load_model(args.checkpoint)
     _compile(model, args.compile)
-    structures = generate(model, args.num_samples, _sampler(args), args.seed, args.batch_size)
-    write_structures(structures, Path(args.out_dir))
+    sampler = _sampler(args)
+    structures = generate(model, args.num_samples, sampler, args.seed, args.batch_size)
+    out = Path(args.out_dir)
+    write_structures(structures, out)
+    with atomic_write(out / "settings.json") as fh:
+        json.dump(run_settings("generate", args.checkpoint, args.seed, sampler,
+                               num_samples=args.num_samples), fh, indent=2, default=str)
     print(f"{len(structures)} structures written to {args.out_dir}/structures.zip and "
-          "structures.extxyz")
+          "structures.extxyz (settings in settings.json)")
     return 0
 
 
@@ -180,8 +190,14 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="fast",
                    help="preset: fast (default: 20 Langevin steps per level) | paper (100) | "
                         "interactive (5); see cdvae_core/sampling/presets.py")
-    p.add_argument("--steps-per-level", dest="steps_per_level", type=int)
-    p.add_argument("--step-lr", dest="step_lr", type=float)
+    p.add_argument("--steps-per-level", dest="steps_per_level", type=int,
+                   help="Langevin steps per noise level (with --scheme pc: corrector steps)")
+    p.add_argument("--step-lr", dest="step_lr", type=float, help="Langevin step size epsilon")
+    p.add_argument("--scheme", choices=["langevin", "pc"],
+                   help="langevin: the paper's Algorithm 1; pc: predictor-corrector "
+                        "(reverse-diffusion predictor, Langevin corrector)")
+    p.add_argument("--num-levels", dest="num_levels", type=int,
+                   help="resample the noise schedule to this many geometric levels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
 

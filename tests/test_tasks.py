@@ -136,6 +136,12 @@ def test_cli_generate_and_info(tiny, tmp_path, capsys):
     assert main(["generate", str(path), "--out-dir", str(tmp_path / "g"), "--num-samples", "2",
                  "--sampler", "interactive", "--steps-per-level", "1"]) == 0
     assert (tmp_path / "g" / "structures.zip").is_file()
+    assert main(["generate", str(path), "--out-dir", str(tmp_path / "pc"), "--num-samples", "2",
+                 "--scheme", "pc", "--steps-per-level", "0", "--num-levels", "4",
+                 "--step-lr", "3e-4"]) == 0
+    settings = json.loads((tmp_path / "pc" / "settings.json").read_text())
+    assert settings["sampler"] == {**settings["sampler"], "scheme": "pc", "n_step_each": 0,
+                                   "num_levels": 4, "step_lr": 3e-4}
     assert main(["info", str(path)]) == 0
     assert "parameters" in capsys.readouterr().out
     bad = tmp_path / "bad.pt"

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cdvae_core.metrics.paper import compare_with_paper
 from cdvae_core.training.checkpoint import load_model
 from cdvae_core.utils import atomic_write, file_sha256
@@ -25,15 +27,31 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _wall(training: dict) -> str:
+    seconds, start = training.get("wall_time_s"), training.get("wall_time_from_epoch") or 0
+    if seconds is None:
+        return "not recorded"
+    text = f"{seconds / 3600:.2f} h ({seconds:.0f} s)"
+    if start:
+        text += (f", counted from epoch {start} on (the checkpoints of earlier epochs did not "
+                 "record it)")
+    return text
+
+
 def write_model_card(
     model_dir: str | os.PathLike,
     eval_dir: str | os.PathLike | None = None,
     predictor: str | os.PathLike | None = None,
     notes: str = "",
+    extra_evals: dict[str, str | os.PathLike] | None = None,
 ) -> Path:
     """Write ``model_dir/MODEL_CARD.md`` from ``model_dir/model.pt``, the task folders of an
     evaluation run (``eval_dir/{reconstruction,generation,optimization}``) and the independent
-    predictor file; ``notes`` (Markdown) says where the model falls short and why."""
+    predictor file; ``notes`` (Markdown) says where the model falls short and why.
+
+    ``extra_evals`` ``{column title: evaluation folder}`` adds columns beside ``ours`` (say the
+    paper's sampler on a subset), each with its run's sizes and settings listed below the table.
+    """
     model_dir = Path(model_dir)
     model_path = model_dir / "model.pt"
     model, info = load_model(model_path, with_info=True)
@@ -55,7 +73,7 @@ def write_model_card(
         f"(lowest validation loss): {_fmt(training.get('best_epoch'))}; best validation loss "
         f"{_fmt(training.get('best_val_loss'))}; teacher forcing until epoch "
         f"{cfg.teacher_forcing_max_epoch}.",
-        f"- Wall time: {_fmt(training.get('wall_time_s'))} s; hardware: "
+        f"- Wall time: {_wall(training)}; hardware: "
         f"{json.dumps(training.get('hardware', {}))}.",
         "",
     ]
@@ -72,29 +90,46 @@ def write_model_card(
             f"({cfg.property_column}; test.csv scored once after training, never used to select).",
             "",
         ]
+    runs = {}
     if eval_dir is not None:
-        eval_dir = Path(eval_dir)
+        runs["ours"] = Path(eval_dir)
+    for title, folder in (extra_evals or {}).items():
+        runs[title] = Path(folder)
+    columns, details = [], []
+    for title, folder in runs.items():
         summaries, settings = {}, {}
         for task in ("reconstruction", "generation", "optimization"):
-            s = _read_json(eval_dir / task / "summary.json")
+            s = _read_json(folder / task / "summary.json")
             if s is not None:
                 summaries[task] = s
-                settings[task] = _read_json(eval_dir / task / "settings.json") or {}
-        if summaries:
-            table = compare_with_paper(summaries, cfg.dataset)
-            lines += ["## Measured metrics (test.csv) beside the paper", "",
-                      table.to_markdown(index=False), ""]
-            for task, st in settings.items():
-                sampler = st.get("sampler") or {}
-                size = summaries[task].get("num_samples") or summaries[task].get(
-                    "num_structures") or summaries[task].get("num_materials")
-                lines.append(
-                    f"- {task}: {_fmt(size)} materials, sampler {json.dumps(sampler)}, seed "
-                    f"{st.get('seed')}, checkpoint sha256 "
-                    f"`{str(st.get('checkpoint_sha256'))[:16]}...`, "
-                    f"{_fmt(summaries[task].get('total_seconds'))} s."
-                )
-            lines.append("")
+                settings[task] = _read_json(folder / task / "settings.json") or {}
+        if not summaries:
+            continue
+        table = compare_with_paper(summaries, cfg.dataset).rename(columns={"ours": title})
+        columns.append(table)
+        for task, st in settings.items():
+            sampler = st.get("sampler") or {}
+            size = summaries[task].get("num_samples") or summaries[task].get(
+                "num_structures") or summaries[task].get("num_materials")
+            details.append(
+                f"- {title if len(runs) > 1 else ''}{': ' if len(runs) > 1 else ''}{task}: "
+                f"{_fmt(size)} materials, sampler {json.dumps(sampler)}, seed "
+                f"{st.get('seed')}, checkpoint sha256 "
+                f"`{str(st.get('checkpoint_sha256'))[:16]}...`, "
+                f"{_fmt(summaries[task].get('total_seconds'))} s."
+            )
+    if columns:
+        merged = columns[0]
+        for extra in columns[1:]:
+            # rows in the order of the first table; tasks only the extra run has come last
+            keys = set(zip(merged["task"], merged["metric"], strict=True))
+            only = extra[[(t, m) not in keys for t, m in zip(extra["task"], extra["metric"],
+                                                               strict=True)]]
+            merged = merged.merge(extra.drop(columns="paper"), on=["task", "metric"], how="left")
+            merged = pd.concat([merged, only], ignore_index=True)
+        merged = merged[[c for c in merged.columns if c != "paper"] + ["paper"]]
+        lines += ["## Measured metrics (test.csv) beside the paper", "",
+                  merged.to_markdown(index=False), "", *details, ""]
     if notes:
         lines += ["## Where this model falls short, and why", "", notes.strip(), ""]
     path = model_dir / "MODEL_CARD.md"

@@ -122,10 +122,16 @@ def test_resume_after_kill_continues_exactly(tmp_path, tiny_data):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_epochs = torch.load(last, weights_only=True)["epoch"] + 1  # epochs completed
+    killed = torch.load(last, weights_only=True)
+    done_epochs = killed["epoch"] + 1  # epochs completed
     assert 2 <= done_epochs < 4
+    assert killed["wall_time"]["seconds"] > 0 and killed["wall_time"]["from_epoch"] == 0
 
-    train(_cfg(tmp_path, tiny_data, "killed", epochs=4))
+    model_path = train(_cfg(tmp_path, tiny_data, "killed", epochs=4))
+    # training time adds up across the interruption
+    resumed_wall = torch.load(last, weights_only=True)["wall_time"]["seconds"]
+    assert resumed_wall > killed["wall_time"]["seconds"]
+    assert load_model(model_path, with_info=True)[1]["training"]["wall_time_s"] >= resumed_wall
     resumed = _step_losses(out)
     n = steps_per_epoch * (4 - done_epochs)
     assert resumed[-n:] == pytest.approx(ref_losses[-n:], rel=1e-5, abs=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -37,6 +39,12 @@ class CDVAEModule(L.LightningModule):
         self.skipped_steps = 0  # updates skipped for non-finite gradients (this process)
         self._bad_steps_in_a_row = 0
         self._last_step_info = None  # (crystal indices, losses) of the latest training step
+        # training wall time, carried across interruptions in the checkpoints: seconds spent
+        # before this process's fit, and the epoch from which time was recorded (checkpoints
+        # written before this was kept carry none)
+        self._wall_before = 0.0
+        self._wall_from_epoch = 0
+        self._fit_started = None
 
     def _teacher_forcing(self) -> bool:
         return self.current_epoch < self.model.cfg.teacher_forcing_max_epoch
@@ -119,12 +127,27 @@ class CDVAEModule(L.LightningModule):
     # shuffles as an uninterrupted one would have.
     def on_save_checkpoint(self, checkpoint):
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        checkpoint["wall_time"] = {"seconds": self.wall_time_s(),
+                                   "from_epoch": self._wall_from_epoch}
 
     def on_load_checkpoint(self, checkpoint):
         # restored here, before the fit loop draws the next epoch's shuffle
         rng = checkpoint.get("rng_state")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
+        wall = checkpoint.get("wall_time")
+        if wall is not None:
+            self._wall_before, self._wall_from_epoch = float(wall["seconds"]), wall["from_epoch"]
+        else:  # an older checkpoint: time is counted from here on
+            self._wall_before, self._wall_from_epoch = 0.0, int(checkpoint.get("epoch", 0))
+
+    def on_fit_start(self):
+        self._fit_started = time.time()
+
+    def wall_time_s(self) -> float:
+        """Training wall time so far, over all sessions since ``_wall_from_epoch``."""
+        now = time.time() - self._fit_started if self._fit_started is not None else 0.0
+        return self._wall_before + now
 
 
 class CrystalDataModule(L.LightningDataModule):

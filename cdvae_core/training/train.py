@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -176,14 +175,12 @@ def train(cfg: TrainConfig) -> Path:
     if resume_from:
         print(f"resuming from {resume_from}")
     run_json = out / "run.json"
-    previous = json.loads(run_json.read_text()) if resume_from and run_json.is_file() else {}
     if not run_json.is_file():  # what an in-progress run was started with, for export_run
         run_json.write_text(json.dumps({"hardware": _hardware(), "settings": asdict(cfg),
                                         "split_policy": splits.policy.to_dict()},
                                        indent=2, default=str))
-    t0 = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
-    wall = time.time() - t0 + float(previous.get("wall_time_s", 0.0))
+    wall = module.wall_time_s()  # all sessions, carried in the checkpoints
 
     model_path = out / "model.pt"
     if trainer.global_rank == 0:
@@ -195,6 +192,7 @@ def train(cfg: TrainConfig) -> Path:
             "best_val_loss": float(best.best_model_score) if best.best_model_score is not None
             else None,
             "wall_time_s": wall,
+            "wall_time_from_epoch": module._wall_from_epoch,
             "hardware": _hardware(),
             "train_size": len(splits.train),
             "val_size": len(splits.val),
@@ -247,7 +245,10 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
         # run.json (hardware, settings) is written when a run ends; for a run still in progress
         # the exporting machine is recorded instead, and labelled so
         "hardware": run_info.get("hardware") or {"exported_on": _hardware()},
-        "wall_time_s": run_info.get("wall_time_s"),
+        # recorded in the checkpoints, across interruptions, from the epoch named
+        "wall_time_s": (last_raw.get("wall_time") or {}).get("seconds",
+                                                              run_info.get("wall_time_s")),
+        "wall_time_from_epoch": (last_raw.get("wall_time") or {}).get("from_epoch", 0),
     }
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.pt"

@@ -188,8 +188,10 @@ def _add_compile_arg(p: argparse.ArgumentParser, default: str) -> None:
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     _add_compile_arg(p, "auto")
     p.add_argument("--sampler", default="fast",
-                   help="preset: fast (default: 20 Langevin steps per level) | paper (100) | "
-                        "interactive (5); see cdvae_core/sampling/presets.py")
+                   help="preset: fast (default: predictor-corrector, 4 Langevin steps per "
+                        "level at 4e-4, 250 decoder calls) | thorough (20 steps per level, "
+                        "1,000 calls) | paper (100, 5,000 calls) | interactive (5 at 2e-4, the "
+                        "app's); see cdvae_core/sampling/presets.py")
     p.add_argument("--steps-per-level", dest="steps_per_level", type=int,
                    help="Langevin steps per noise level (with --scheme pc: corrector steps)")
     p.add_argument("--step-lr", dest="step_lr", type=float, help="Langevin step size epsilon")

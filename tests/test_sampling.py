@@ -109,6 +109,12 @@ def test_score_evaluations_counts_the_calls():
     assert score_evaluations(sigmas, LangevinConfig(n_step_each=100)) == 5000
     assert score_evaluations(sigmas, LangevinConfig(n_step_each=4, scheme="pc")) == 250
     assert score_evaluations(sigmas, LangevinConfig(n_step_each=0, scheme="pc")) == 50
+    # the presets' costs as documented (README, presets.py): the defaults fit the budget of
+    # 10,000 Perov-5 crystals in about 30 minutes on 2 cores (250 calls)
+    from cdvae_core.sampling import PRESETS
+
+    costs = {name: score_evaluations(sigmas, cfg) for name, cfg in PRESETS.items()}
+    assert costs == {"paper": 5000, "thorough": 1000, "fast": 250, "interactive": 250}
 
 
 def test_langevin_is_reproducible_and_saves_frames():

@@ -26,7 +26,7 @@ from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.nn import MAX_ATOMIC_NUM
 from cdvae_core.sampling import DecodeResult, Frame, LangevinConfig, encode_dataset
 from cdvae_core.sampling.decode import ANGLE_RANGE, MIN_LENGTH, sample_composition
-from cdvae_core.sampling.langevin import levels_to_run
+from cdvae_core.sampling.langevin import score_evaluations
 
 __all__ = [
     "SAMPLER_LIMITS",
@@ -266,8 +266,8 @@ def nearest_reference(
 
 # ---------------------------------------------------------------------------- sampler
 def total_steps(sigmas: Tensor, cfg: LangevinConfig) -> int:
-    """Langevin steps a run of ``cfg`` takes over the noise levels ``sigmas``."""
-    return len(levels_to_run(sigmas, cfg)) * cfg.n_step_each
+    """Steps (score evaluations) a run of ``cfg`` takes over the noise levels ``sigmas``."""
+    return score_evaluations(sigmas, cfg)
 
 
 def sampler_config(
@@ -277,14 +277,17 @@ def sampler_config(
     frames: int,
     level_stride: int = 1,
     noise_scale: float = 1.0,
+    scheme: str = "langevin",
 ) -> LangevinConfig:
     """A :class:`LangevinConfig` from interactive settings, keeping about ``frames`` frames.
+    ``scheme="pc"`` allows 0 Langevin (corrector) steps per level.
 
     Raises:
         ValueError: a sentence naming the setting out of :data:`SAMPLER_LIMITS`.
     """
+    lo_steps = 0 if scheme == "pc" else SAMPLER_LIMITS["n_step_each"][0]
     checks = {
-        "steps per level": (n_step_each, SAMPLER_LIMITS["n_step_each"]),
+        "steps per level": (n_step_each, (lo_steps, SAMPLER_LIMITS["n_step_each"][1])),
         "step size": (step_lr, SAMPLER_LIMITS["step_lr"]),
         "frames kept": (frames, SAMPLER_LIMITS["frames"]),
         "level stride": (level_stride, SAMPLER_LIMITS["level_stride"]),
@@ -298,6 +301,7 @@ def sampler_config(
         step_lr=float(step_lr),
         level_stride=int(level_stride),
         noise_scale=float(noise_scale),
+        scheme=scheme,
     )
     steps = total_steps(sigmas, base)
     if steps > SAMPLER_LIMITS["total_steps"]:

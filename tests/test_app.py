@@ -210,13 +210,15 @@ def click(at: AppTest, label: str) -> AppTest:
     return at.run()
 
 
-def run_sampler(at: AppTest, **values) -> AppTest:
+def run_sampler(at: AppTest, scheme: str | None = None, **values) -> AppTest:
     at.switch_page("pages/denoise.py").run()
     settings = {"Steps per noise level": 1, "Frames kept": 6,
                 "Use every k-th noise level": 10, **values}
     for widget in at.number_input:
         if widget.label in settings:
             widget.set_value(settings[widget.label])
+    if scheme is not None:
+        next(w for w in at.selectbox if w.label == "Scheme").set_value(scheme)
     return click(at, "Run annealed Langevin")
 
 
@@ -238,6 +240,14 @@ def test_denoising_viewer_runs_and_shows_frames(app):
     assert {"CIF", "POSCAR", "Trajectory (extended XYZ)"} <= labels
     xyz = at.session_state["traj"]["extxyz"]
     assert xyz.count("Lattice=") == slider.max + 1
+
+
+def test_denoising_viewer_runs_the_predictor_corrector_scheme(app):
+    at = ok(run_sampler(select_first_test_material(app), scheme="pc",
+                        **{"Steps per noise level": 0}))
+    result = at.session_state["traj"]["result"]
+    # 0 corrector steps: one predictor step on each of the 6 levels visited (stride 10 of 50)
+    assert result.frames[-1].step == 6
 
 
 @pytest.mark.parametrize(

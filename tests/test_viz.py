@@ -140,6 +140,9 @@ def test_sampler_config_limits_and_frames(model):
     frames = 1 + steps // cfg.save_every  # step 1 and every save_every-th step
     assert 45 <= frames <= 75
     assert steps % cfg.save_every == 0  # the last frame is the final structure
+    pc = viz.sampler_config(model.sigmas, 4, 4e-4, 60, scheme="pc")
+    assert viz.total_steps(model.sigmas, pc) == 250 and pc.scheme == "pc"  # 4 + 1 per level
+    assert viz.sampler_config(model.sigmas, 0, 1e-4, 10, scheme="pc").n_step_each == 0
     strided = viz.sampler_config(model.sigmas, 2, 1e-4, 10, level_stride=10)
     assert viz.total_steps(model.sigmas, strided) == 2 * 6  # 0, 10, .., 40 and the last level
     for bad, word in [((0, 1e-4, 10), "steps per level"), ((5, 0.0, 10), "step size"),

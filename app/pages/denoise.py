@@ -53,6 +53,11 @@ with st.form("sampler"):
     seed = c3.number_input("Seed", value=0, step=1)
     frames = c4.number_input("Frames kept", value=60, step=10)
     with st.expander("More settings"):
+        scheme = st.selectbox(
+            "Scheme", ["langevin", "pc"], index=["langevin", "pc"].index(preset.scheme),
+            format_func={"langevin": "Annealed Langevin (the paper's Algorithm 1)",
+                         "pc": "Predictor-corrector (Langevin steps, then a reverse-diffusion "
+                               "step per level; the evaluation's default)"}.get)
         stride = st.number_input("Use every k-th noise level", value=preset.level_stride, step=1)
         noise = st.number_input("Noise scale (0: deterministic)", value=preset.noise_scale,
                                 step=0.1)
@@ -60,7 +65,8 @@ with st.form("sampler"):
 
 if run:
     try:
-        cfg = viz.sampler_config(ctx.model.sigmas, n_step, step_lr, frames, stride, noise)
+        cfg = viz.sampler_config(ctx.model.sigmas, n_step, step_lr, frames, stride, noise,
+                                 scheme)
         if not 0 <= seed < 2**63:
             raise ValueError(f"seed must be a non-negative integer (got {seed})")
     except ValueError as exc:

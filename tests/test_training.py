@@ -208,3 +208,17 @@ def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tmp_path
     best = torch.load(ckpts / "best.ckpt", weights_only=True)
     assert last["epoch"] == 2
     assert best["epoch"] == 0
+    # the export ships the best epoch, with that epoch's own validation loss, the training
+    # log, the resume file and the training time
+    from cdvae_core.training.train import export_run
+
+    dest = tmp_path / "shipped"
+    export_run(tmp_path / "run", dest)
+    _, info = load_model(dest / "model.pt", with_info=True)
+    val = read_metrics(tmp_path / "run").dropna(subset=["val_loss"])
+    assert info["training"]["best_epoch"] == 0 and info["training"]["epochs_completed"] == 3
+    assert info["training"]["best_val_loss"] == pytest.approx(
+        float(val.loc[val["epoch"] == 0, "val_loss"].iloc[-1]))
+    assert info["training"]["wall_time_s"] > 0
+    assert (dest / "resume" / "last.ckpt").is_file() and (dest / "training_log.csv").is_file()
+    assert torch.load(dest / "resume" / "last.ckpt", weights_only=True)["epoch"] == 2

@@ -216,6 +216,14 @@ def read_metrics(run_dir: str | os.PathLike):
     return pd.concat(frames, ignore_index=True)
 
 
+def _val_loss_at(val, epoch: int) -> float | None:
+    """Validation loss logged for ``epoch`` (the last logged value if it was logged twice)."""
+    if not len(val) or "epoch" not in val:
+        return None
+    rows = val[val["epoch"] == epoch]
+    return float(rows["val_loss"].iloc[-1]) if len(rows) else None
+
+
 def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
                with_resume: bool = True) -> Path:
     """Package a (possibly still running) training run for shipping: ``model.pt`` from the best
@@ -241,7 +249,8 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
     training = {
         "best_epoch": int(raw.get("epoch", -1)),
         "epochs_completed": int(last_raw.get("epoch", -1)) + 1,
-        "best_val_loss": float(val["val_loss"].min()) if len(val) else None,
+        # the validation loss of the exported epoch (the lowest logged, when best.ckpt exists)
+        "best_val_loss": _val_loss_at(val, int(raw.get("epoch", -1))),
         # run.json (hardware, settings) is written when a run ends; for a run still in progress
         # the exporting machine is recorded instead, and labelled so
         "hardware": run_info.get("hardware") or {"exported_on": _hardware()},

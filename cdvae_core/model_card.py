@@ -129,7 +129,8 @@ def write_model_card(
             merged = pd.concat([merged, only], ignore_index=True)
         merged = merged[[c for c in merged.columns if c != "paper"] + ["paper"]]
         lines += ["## Measured metrics (test.csv) beside the paper", "",
-                  merged.to_markdown(index=False), "", *details, ""]
+                  merged.astype(object).where(merged.notna(), None)
+                  .to_markdown(index=False, missingval="-"), "", *details, ""]
     if notes:
         lines += ["## Where this model falls short, and why", "", notes.strip(), ""]
     path = model_dir / "MODEL_CARD.md"

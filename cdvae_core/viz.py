@@ -21,11 +21,10 @@ from sklearn.decomposition import PCA
 from torch import Tensor
 
 from cdvae_core.data.dataset import CrystalDataset
-from cdvae_core.geometry import sanitize_lattice_params
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.nn import MAX_ATOMIC_NUM
 from cdvae_core.sampling import DecodeResult, Frame, LangevinConfig, encode_dataset
-from cdvae_core.sampling.decode import ANGLE_RANGE, MIN_LENGTH, sample_composition
+from cdvae_core.sampling.decode import decodable_cell, sample_composition
 from cdvae_core.sampling.langevin import score_evaluations
 
 __all__ = [
@@ -96,7 +95,7 @@ def read_latent(model: CDVAE, z: Tensor, top_k: int = 5, seed: int = 0) -> Laten
     n = int(n_probs.argmax().clamp(min=1))
     num_atoms = torch.tensor([n], device=z.device)
     _, lengths, angles = model.predict_lattice(z, num_atoms)
-    lengths, angles = sanitize_lattice_params(lengths, angles.clamp(*ANGLE_RANGE), MIN_LENGTH)
+    lengths, angles = decodable_cell(lengths, angles)
     lengths, angles = lengths[0].tolist(), angles[0].tolist()
     comp = torch.softmax(model.fc_composition(z), -1)  # [1, 100]
     p, idx = comp[0].topk(min(top_k, comp.shape[-1]))

@@ -32,7 +32,13 @@ __all__ = [
 
 MIN_LENGTH = 0.5  # Å; a predicted length below this is clamped (only an untrained model does it)
 ANGLE_RANGE = (10.0, 170.0)  # degrees; idem, then impossible angle triples are repaired
-# (geometry.sanitize_lattice_params)
+
+
+def decodable_cell(lengths: Tensor, angles_deg: Tensor) -> tuple[Tensor, Tensor]:
+    """Predicted lattice parameters as a cell the sampler can use: angles clamped to
+    :data:`ANGLE_RANGE`, lengths raised to :data:`MIN_LENGTH`, impossible angle triples repaired
+    (:func:`cdvae_core.geometry.sanitize_lattice_params`)."""
+    return sanitize_lattice_params(lengths, angles_deg.clamp(*ANGLE_RANGE), MIN_LENGTH)
 
 
 @dataclass
@@ -120,7 +126,7 @@ def decode(
         num_atoms = model.predict_num_atoms(z).argmax(dim=-1).clamp(min=1)
     num_atoms = num_atoms.to(device)
     _, lengths, angles = model.predict_lattice(z, num_atoms)
-    lengths, angles = sanitize_lattice_params(lengths, angles.clamp(*ANGLE_RANGE), MIN_LENGTH)
+    lengths, angles = decodable_cell(lengths, angles)
     lattice = lattice_params_to_matrix(lengths, angles)
     batch = torch.repeat_interleave(torch.arange(z.shape[0], device=device), num_atoms)
     if atom_types is None:

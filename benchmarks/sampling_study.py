@@ -140,7 +140,8 @@ def main() -> None:
         samples = generate(model, args.num_samples, cfg, args.seed, args.batch_size,
                            progress=False)
         seconds = time.perf_counter() - t0
-        calls = score_evaluations(sampling_sigmas(model.sigmas, cfg), cfg)
+        sigmas = sampling_sigmas(model.sigmas, cfg)
+        calls = score_evaluations(sigmas, cfg)
         for ref_name, (reference, ref_ids) in references.items():
             summary, _ = evaluate_generation(
                 samples, reference, dataset, n_diversity=min(1000, args.num_samples),
@@ -150,7 +151,7 @@ def main() -> None:
             row = {
                 "scheme": cfg.scheme, "steps_per_level": cfg.n_step_each,
                 "level_stride": cfg.level_stride, "step_lr": cfg.step_lr,
-                "num_levels": len(sampling_sigmas(model.sigmas, cfg)),
+                "num_levels": len(sigmas),
                 "decoder_calls": calls,
                 "seconds": seconds,
                 "seconds_per_10k": seconds * 10000 / args.num_samples,

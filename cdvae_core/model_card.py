@@ -107,12 +107,13 @@ def write_model_card(
             continue
         table = compare_with_paper(summaries, cfg.dataset).rename(columns={"ours": title})
         columns.append(table)
+        prefix = f"{title}: " if len(runs) > 1 else ""  # name the run when there are several
         for task, st in settings.items():
             sampler = st.get("sampler") or {}
             size = summaries[task].get("num_samples") or summaries[task].get(
                 "num_structures") or summaries[task].get("num_materials")
             details.append(
-                f"- {title if len(runs) > 1 else ''}{': ' if len(runs) > 1 else ''}{task}: "
+                f"- {prefix}{task}: "
                 f"{_fmt(size)} materials, sampler {json.dumps(sampler)}, seed "
                 f"{st.get('seed')}, checkpoint sha256 "
                 f"`{str(st.get('checkpoint_sha256'))[:16]}...`, "

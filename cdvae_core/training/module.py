@@ -43,7 +43,7 @@ class CDVAEModule(L.LightningModule):
         # before this process's fit, and the epoch from which time was recorded (checkpoints
         # written before this was kept carry none)
         self._wall_before = 0.0
-        self._wall_from_epoch = 0
+        self.wall_time_from_epoch = 0
         self._fit_started = None
 
     def _teacher_forcing(self) -> bool:
@@ -128,7 +128,7 @@ class CDVAEModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         checkpoint["wall_time"] = {"seconds": self.wall_time_s(),
-                                   "from_epoch": self._wall_from_epoch}
+                                   "from_epoch": self.wall_time_from_epoch}
 
     def on_load_checkpoint(self, checkpoint):
         # restored here, before the fit loop draws the next epoch's shuffle
@@ -137,15 +137,15 @@ class CDVAEModule(L.LightningModule):
             torch.set_rng_state(rng["torch"])
         wall = checkpoint.get("wall_time")
         if wall is not None:
-            self._wall_before, self._wall_from_epoch = float(wall["seconds"]), wall["from_epoch"]
+            self._wall_before, self.wall_time_from_epoch = float(wall["seconds"]), wall["from_epoch"]
         else:  # an older checkpoint: time is counted from here on
-            self._wall_before, self._wall_from_epoch = 0.0, int(checkpoint.get("epoch", 0))
+            self._wall_before, self.wall_time_from_epoch = 0.0, int(checkpoint.get("epoch", 0))
 
     def on_fit_start(self):
         self._fit_started = time.time()
 
     def wall_time_s(self) -> float:
-        """Training wall time so far, over all sessions since ``_wall_from_epoch``."""
+        """Training wall time so far, over all sessions since ``wall_time_from_epoch``."""
         now = time.time() - self._fit_started if self._fit_started is not None else 0.0
         return self._wall_before + now
 

@@ -192,7 +192,7 @@ def train(cfg: TrainConfig) -> Path:
             "best_val_loss": float(best.best_model_score) if best.best_model_score is not None
             else None,
             "wall_time_s": wall,
-            "wall_time_from_epoch": module._wall_from_epoch,
+            "wall_time_from_epoch": module.wall_time_from_epoch,
             "hardware": _hardware(),
             "train_size": len(splits.train),
             "val_size": len(splits.val),

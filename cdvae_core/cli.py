@@ -33,7 +33,8 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from cdvae_core.training.train import export_run
 
-    path = export_run(args.run_dir, args.dest, with_resume=not args.no_resume)
+    path = export_run(args.run_dir, args.dest, with_resume=not args.no_resume,
+                      history=args.history)
     print(f"exported {path}")
     return 0
 
@@ -292,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir")
     x.add_argument("dest")
     x.add_argument("--no-resume", action="store_true")
+    x.add_argument("--history", help="training_log.csv of the runs this one continues "
+                   "(train --init-from): prepended to the exported log")
     x.set_defaults(func=_export)
 
     i = sub.add_parser("info", help="print what a model file holds")

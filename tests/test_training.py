@@ -222,3 +222,24 @@ def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tmp_path
     assert info["training"]["wall_time_s"] > 0
     assert (dest / "resume" / "last.ckpt").is_file() and (dest / "training_log.csv").is_file()
     assert torch.load(dest / "resume" / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
+def test_exported_log_continues_the_shipped_history(tmp_path):
+    # a run started with --init-from at epoch 5 logs epochs 5..7; the shipped log it continues
+    # covers 0..5 (epoch 5 half done when that run was stopped): the exported log must read as
+    # one run, epoch 5 taken from the new run only and its segments numbered after the old ones
+    import pandas as pd
+
+    from cdvae_core.training.train import prepend_history
+
+    hist = pd.DataFrame({"epoch": [0, 1, 2, 3, 4, 5], "val_loss": [9, 8, 7, 6, 5, 99.0],
+                         "segment": [0, 0, 0, 1, 1, 1]})
+    hist.to_csv(tmp_path / "training_log.csv", index=False)
+    run = pd.DataFrame({"epoch": [5, 6, 7], "val_loss": [4.0, 3.0, 2.0], "segment": [0, 0, 1]})
+    log = prepend_history(tmp_path / "training_log.csv", run)
+    assert log["epoch"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert log.loc[log["epoch"] == 5, "val_loss"].tolist() == [4.0]
+    assert log["segment"].tolist() == [0, 0, 0, 1, 1, 2, 2, 3]
+    (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="foreign.csv: not a training log"):
+        prepend_history(tmp_path / "foreign.csv", run)

@@ -216,6 +216,26 @@ def read_metrics(run_dir: str | os.PathLike):
     return pd.concat(frames, ignore_index=True)
 
 
+def prepend_history(history: str | os.PathLike, metrics):
+    """``metrics`` (a run's log from :func:`read_metrics`) preceded by the log of the runs it
+    continues (``history``: an earlier ``training_log.csv``, e.g. a shipped one).
+
+    A run started with ``--init-from`` logs only its own epochs. History rows from the run's first
+    logged epoch on are dropped (that epoch was redone by the run) and the run's segments are
+    numbered after the history's, so the result reads as one run from epoch 0."""
+    import pandas as pd
+
+    old = pd.read_csv(history)
+    if "epoch" not in old or "epoch" not in metrics:
+        raise ValueError(f"{history}: not a training log (no 'epoch' column)")
+    old = old[old["epoch"] < metrics["epoch"].min()]
+    if "segment" not in old:
+        old = old.assign(segment=0)
+    shift = int(old["segment"].max()) + 1 if len(old) else 0
+    return pd.concat([old, metrics.assign(segment=metrics["segment"] + shift)],
+                     ignore_index=True)
+
+
 def _val_loss_at(val, epoch: int) -> float | None:
     """Validation loss logged for ``epoch`` (the last logged value if it was logged twice)."""
     if not len(val) or "epoch" not in val:
@@ -225,10 +245,12 @@ def _val_loss_at(val, epoch: int) -> float | None:
 
 
 def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
-               with_resume: bool = True) -> Path:
+               with_resume: bool = True, history: str | os.PathLike | None = None) -> Path:
     """Package a (possibly still running) training run for shipping: ``model.pt`` from the best
     epoch so far, ``resume/last.ckpt`` to continue training elsewhere, ``training_log.csv`` (all
-    segments) and ``run.json``. Returns the model file."""
+    segments) and ``run.json``. ``history``: the training log of the runs this one continues
+    (``--init-from``), prepended to the exported log (:func:`prepend_history`). Returns the model
+    file."""
     import shutil
 
     from cdvae_core.training.checkpoint import safe_torch_load
@@ -245,6 +267,8 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
     hp = raw.get("hyper_parameters", {})
     run_info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     metrics = read_metrics(run)
+    if history is not None:
+        metrics = prepend_history(history, metrics)
     val = metrics.dropna(subset=["val_loss"]) if "val_loss" in metrics else metrics.iloc[:0]
     training = {
         "best_epoch": int(raw.get("epoch", -1)),

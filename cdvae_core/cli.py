@@ -88,9 +88,12 @@ def _train_predictor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampler(args: argparse.Namespace):
-    from cdvae_core.sampling.presets import get_preset
+def _sampler(args: argparse.Namespace, dataset: str):
+    """(preset name, sampler): ``--sampler`` (default: the preset for the model's ``dataset``)
+    with the command line's changes; says which preset it used."""
+    from cdvae_core.sampling.presets import default_preset, get_preset
 
+    name = args.sampler or default_preset(dataset)
     changes = {}
     if args.steps_per_level is not None:
         changes["n_step_each"] = args.steps_per_level
@@ -100,7 +103,9 @@ def _sampler(args: argparse.Namespace):
         changes["scheme"] = args.scheme
     if args.num_levels is not None:
         changes["num_levels"] = args.num_levels
-    return get_preset(args.sampler, **changes)
+    how = "" if args.sampler else f" (the default for {dataset} models)"
+    print(f"sampler: preset {name!r}{how}" + (f" with {changes}" if changes else ""))
+    return name, get_preset(name, **changes)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -124,7 +129,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = model.to(device)
     _compile(model, args.compile)
     test = load_split(args.data_dir, model.cfg.dataset, "test")
-    sampler = _sampler(args)
+    _, sampler = _sampler(args, model.cfg.dataset)
     predictor = load_predictor(args.predictor) if args.predictor else None
     prop_fn = predictor.predict if predictor is not None else None
     out = Path(args.out_dir)
@@ -157,13 +162,14 @@ def _generate(args: argparse.Namespace) -> int:
 
     model = load_model(args.checkpoint)
     _compile(model, args.compile)
-    sampler = _sampler(args)
+    preset, sampler = _sampler(args, model.cfg.dataset)
     structures = generate(model, args.num_samples, sampler, args.seed, args.batch_size)
     out = Path(args.out_dir)
     write_structures(structures, out)
     with atomic_write(out / "settings.json") as fh:
         json.dump(run_settings("generate", args.checkpoint, args.seed, sampler,
-                               num_samples=args.num_samples), fh, indent=2, default=str)
+                               num_samples=args.num_samples, sampler_preset=preset), fh,
+                  indent=2, default=str)
     print(f"{len(structures)} structures written to {args.out_dir}/structures.zip and "
           "structures.extxyz (settings in settings.json)")
     return 0
@@ -188,11 +194,12 @@ def _add_compile_arg(p: argparse.ArgumentParser, default: str) -> None:
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     _add_compile_arg(p, "auto")
-    p.add_argument("--sampler", default="fast",
-                   help="preset: fast (default: predictor-corrector, 4 Langevin steps per "
-                        "level at 4e-4, 250 decoder calls) | thorough (20 steps per level, "
-                        "1,000 calls) | paper (100, 5,000 calls) | interactive (5 at 2e-4, the "
-                        "app's); see cdvae_core/sampling/presets.py")
+    p.add_argument("--sampler",
+                   help="preset: fast (predictor-corrector, 4 Langevin steps per level at 4e-4, "
+                        "250 decoder calls) | thorough (20 steps per level, 1,000 calls) | paper "
+                        "(100, 5,000 calls) | interactive (5 at 2e-4, the app's). Default: "
+                        "thorough for Carbon-24 models, fast for the others; see "
+                        "cdvae_core/sampling/presets.py")
     p.add_argument("--steps-per-level", dest="steps_per_level", type=int,
                    help="Langevin steps per noise level (with --scheme pc: corrector steps)")
     p.add_argument("--step-lr", dest="step_lr", type=float, help="Langevin step size epsilon")

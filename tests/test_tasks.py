@@ -150,6 +150,30 @@ def test_cli_generate_and_info(tiny, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def test_cli_default_sampler_follows_the_models_dataset(test_set, tmp_path, capsys):
+    # the sampling study found Carbon-24 needs 1,000 decoder calls (thorough) where Perov-5 does
+    # well with 250 (fast): without --sampler each model gets its dataset's preset, and the
+    # command says so; --num-levels 2 only keeps the run short and must not change the preset
+    torch.manual_seed(0)
+    runs = {}
+    for dataset in ("perov_5", "carbon_24"):
+        cfg = ModelConfig.for_dataset(dataset, encoder=SMALL, decoder=SMALL, latent_dim=8,
+                                      hidden_dim=16)
+        path = tmp_path / f"{dataset}.pt"
+        save_model(CDVAE(cfg, fit_scalers(test_set)).eval(), path)
+        out = tmp_path / dataset
+        assert main(["generate", str(path), "--out-dir", str(out), "--num-samples", "1",
+                     "--num-levels", "2", "--compile", "off"]) == 0
+        assert f"the default for {dataset} models" in capsys.readouterr().out
+        runs[dataset] = json.loads((out / "settings.json").read_text())
+    assert runs["carbon_24"]["sampler_preset"] == "thorough"
+    assert runs["perov_5"]["sampler_preset"] == "fast"
+    carbon, perov = runs["carbon_24"]["sampler"], runs["perov_5"]["sampler"]
+    assert (carbon["n_step_each"], carbon["step_lr"], carbon["scheme"]) == (20, 1e-4, "langevin")
+    assert (perov["n_step_each"], perov["step_lr"], perov["scheme"]) == (4, 4e-4, "pc")
+    assert carbon["num_levels"] == perov["num_levels"] == 2
+
+
 # ---------------------------------------------------------------------------- CHGNet relaxation
 def _relaxed_rows(table):
     """Rows where a relaxation ran (a value or an error), by the per-sample columns."""

@@ -19,7 +19,7 @@ from cdvae_core.sampling.langevin import (
     score_evaluations,
 )
 from cdvae_core.sampling.optimize import OptimizationResult, optimize_latent
-from cdvae_core.sampling.presets import PRESETS, get_preset
+from cdvae_core.sampling.presets import PRESETS, default_preset, get_preset
 
 __all__ = [
     "DecodeResult",
@@ -31,6 +31,7 @@ __all__ = [
     "SamplingError",
     "annealed_langevin",
     "decode",
+    "default_preset",
     "encode_dataset",
     "generate",
     "get_preset",

@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision")
     t.add_argument("--num-threads", dest="num_threads", type=int)
     _add_compile_arg(t, "auto")
+    t.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help="keep an exponential moving average of the weights with this decay per "
+                        "step (e.g. 0.999); validation and the exported model use it")
     t.add_argument("--max-time", dest="max_time", help="DD:HH:MM:SS wall-clock limit")
     t.add_argument("--no-resume", dest="resume", action="store_false", default=None)
     t.add_argument("--init-from", dest="init_from",

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -243,3 +244,48 @@ def test_exported_log_continues_the_shipped_history(tmp_path):
     (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="foreign.csv: not a training log"):
         prepend_history(tmp_path / "foreign.csv", run)
+
+
+def _ckpt(run_dir, name="last.ckpt"):
+    return torch.load(Path(run_dir) / "checkpoints" / name, weights_only=True)
+
+
+@pytest.mark.slow
+def test_weight_average_follows_its_definition(tmp_path, tiny_data):
+    # EMA: avg <- decay * avg + (1 - decay) * weights after every step. decay 1: the average
+    # never leaves the starting weights, so the validation loss (fixed noise) cannot change
+    # while the raw weights train; decay 0: the average is the raw weights
+    train(_cfg(tmp_path, tiny_data, "frozen", epochs=2, ema_decay=1.0))
+    val = read_metrics(tmp_path / "frozen").dropna(subset=["val_loss"])["val_loss"].tolist()
+    assert len(val) == 2 and val[0] == val[1]
+    ck = _ckpt(tmp_path / "frozen")
+    moved = [k for k, v in ck["state_dict"].items()
+             if not torch.equal(v, ck["current_model_state"][k])]
+    assert moved, "raw weights should have trained away from the frozen average"
+    # the shipped model file holds the average
+    _, info = load_model(tmp_path / "frozen" / "model.pt", with_info=True)
+    shipped = torch.load(tmp_path / "frozen" / "model.pt", weights_only=True)
+    key = next(k for k in moved if k.startswith("model."))
+    torch.testing.assert_close(shipped["state_dict"][key[len("model."):]], ck["state_dict"][key])
+
+    train(_cfg(tmp_path, tiny_data, "follow", epochs=1, ema_decay=0.0))
+    ck = _ckpt(tmp_path / "follow")
+    for k, v in ck["current_model_state"].items():
+        torch.testing.assert_close(ck["state_dict"][k], v)
+
+
+@pytest.mark.slow
+def test_resume_with_weight_average_continues_exactly(tmp_path, tiny_data):
+    train(_cfg(tmp_path, tiny_data, "ref", epochs=3, ema_decay=0.9))
+    train(_cfg(tmp_path, tiny_data, "split", epochs=2, ema_decay=0.9))
+    train(_cfg(tmp_path, tiny_data, "split", epochs=3, ema_decay=0.9))  # resumes last.ckpt
+    ref, split = _ckpt(tmp_path / "ref"), _ckpt(tmp_path / "split")
+    assert ref["epoch"] == split["epoch"] == 2
+    for part in ("state_dict", "current_model_state"):
+        for k, v in ref[part].items():
+            torch.testing.assert_close(split[part][k], v, rtol=1e-5, atol=1e-6)
+    n = len(_step_losses(tmp_path / "ref")) // 3
+    assert _step_losses(tmp_path / "split")[-n:] == pytest.approx(
+        _step_losses(tmp_path / "ref")[-n:], rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="ema_decay must lie in"):
+        train(_cfg(tmp_path, tiny_data, "bad", epochs=1, ema_decay=1.5))

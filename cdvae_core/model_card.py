@@ -38,6 +38,14 @@ def _wall(training: dict) -> str:
     return text
 
 
+def _averaging(training: dict) -> str:
+    avg = training.get("weight_averaging")
+    if not avg:
+        return "that epoch's weights (no weight averaging)"
+    return (f"exponential moving average of the weights, decay {avg['ema_decay']} per step, "
+            f"kept from epoch {avg['from_epoch']} on (`train --ema-decay`)")
+
+
 def write_model_card(
     model_dir: str | os.PathLike,
     eval_dir: str | os.PathLike | None = None,
@@ -73,6 +81,7 @@ def write_model_card(
         f"(lowest validation loss): {_fmt(training.get('best_epoch'))}; best validation loss "
         f"{_fmt(training.get('best_val_loss'))}; teacher forcing until epoch "
         f"{cfg.teacher_forcing_max_epoch}.",
+        f"- Weights: {_averaging(training)}.",
         f"- Wall time: {_wall(training)}; hardware: "
         f"{json.dumps(training.get('hardware', {}))}.",
         "",

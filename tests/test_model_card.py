@@ -32,7 +32,8 @@ def test_card_reports_wall_time_and_both_samplers_beside_the_paper(tmp_path):
                                           hidden_dim=16), fit_scalers(ds))
     save_model(model, tmp_path / "model.pt", {"description": "a split"},
                {"epochs_completed": 400, "best_epoch": 377, "wall_time_s": 7200.0,
-                "wall_time_from_epoch": 361})
+                "wall_time_from_epoch": 361,
+                "weight_averaging": {"ema_decay": 0.999, "from_epoch": 370}})
     default, paper = tmp_path / "eval", tmp_path / "eval_paper"
     _run(default, "reconstruction", {"match_rate": 0.7, "rmse": 0.05, "num_structures": 3785},
          {"n_step_each": 5})
@@ -43,6 +44,7 @@ def test_card_reports_wall_time_and_both_samplers_beside_the_paper(tmp_path):
     card = write_model_card(tmp_path, default, notes="Short of the paper.",
                             extra_evals={"paper sampler": paper}).read_text()
     assert "2.00 h (7200 s), counted from epoch 361 on" in card
+    assert "moving average of the weights, decay 0.999 per step, kept from epoch 370 on" in card
     rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:-1]]
             for line in card.splitlines() if line.startswith("| ")}
     header = rows.pop("metric")

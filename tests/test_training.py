@@ -18,7 +18,7 @@ from cdvae_core.data.scaler import fit_scalers
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.config import ModelConfig
 from cdvae_core.training.checkpoint import load_model
-from cdvae_core.training.train import TrainConfig, read_metrics, train
+from cdvae_core.training.train import TrainConfig, export_run, read_metrics, train
 
 from helpers import REPO, data_file
 
@@ -262,8 +262,9 @@ def test_weight_average_follows_its_definition(tmp_path, tiny_data):
     moved = [k for k, v in ck["state_dict"].items()
              if not torch.equal(v, ck["current_model_state"][k])]
     assert moved, "raw weights should have trained away from the frozen average"
-    # the shipped model file holds the average
+    # the shipped model file holds the average, and says so
     _, info = load_model(tmp_path / "frozen" / "model.pt", with_info=True)
+    assert info["training"]["weight_averaging"] == {"ema_decay": 1.0, "from_epoch": 0}
     shipped = torch.load(tmp_path / "frozen" / "model.pt", weights_only=True)
     key = next(k for k in moved if k.startswith("model."))
     torch.testing.assert_close(shipped["state_dict"][key[len("model."):]], ck["state_dict"][key])
@@ -280,6 +281,13 @@ def test_resume_with_weight_average_continues_exactly(tmp_path, tiny_data):
     train(_cfg(tmp_path, tiny_data, "split", epochs=2, ema_decay=0.9))
     train(_cfg(tmp_path, tiny_data, "split", epochs=3, ema_decay=0.9))  # resumes last.ckpt
     ref, split = _ckpt(tmp_path / "ref"), _ckpt(tmp_path / "split")
+    # switched on when resuming a run that had none: the average starts at that epoch
+    train(_cfg(tmp_path, tiny_data, "late", epochs=1))
+    train(_cfg(tmp_path, tiny_data, "late", epochs=2, ema_decay=0.9))
+    (tmp_path / "late" / "checkpoints" / "best.ckpt").unlink()  # export epoch 1 (last.ckpt)
+    export_run(tmp_path / "late", tmp_path / "late_export")
+    _, info = load_model(tmp_path / "late_export" / "model.pt", with_info=True)
+    assert info["training"]["weight_averaging"] == {"ema_decay": 0.9, "from_epoch": 1}
     assert ref["epoch"] == split["epoch"] == 2
     for part in ("state_dict", "current_model_state"):
         for k, v in ref[part].items():

@@ -123,6 +123,42 @@ class _SaveOnInterrupt(Callback):
                 pass
 
 
+class WeightAverage(EMAWeightAveraging):
+    """Lightning's EMA callback that also remembers, in the checkpoints, the epoch its average
+    started from (a run may switch it on when resuming from a checkpoint without one)."""
+
+    def __init__(self, decay: float):
+        super().__init__(decay=decay)
+        self.decay = decay
+        self.from_epoch: int | None = None
+
+    def on_train_start(self, trainer, pl_module):
+        if self.from_epoch is None:
+            self.from_epoch = int(trainer.current_epoch)
+
+    def state_dict(self):
+        return super().state_dict() | {"from_epoch": self.from_epoch, "decay": self.decay}
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.from_epoch = state_dict.get("from_epoch")
+
+    def record(self) -> dict:
+        return {"ema_decay": self.decay, "from_epoch": self.from_epoch}
+
+
+def _averaging_record(checkpoint: dict, settings: dict, first_epoch: int) -> dict | None:
+    """What :class:`WeightAverage` stored in a Lightning checkpoint; for a checkpoint of
+    Lightning's plain EMA callback (it keeps the raw weights in ``current_model_state``), the
+    run's ``settings`` and first logged epoch. None: no averaging."""
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if isinstance(state, dict) and "from_epoch" in state and "decay" in state:
+            return {"ema_decay": state["decay"], "from_epoch": state["from_epoch"]}
+    if "current_model_state" in checkpoint:
+        return {"ema_decay": settings.get("ema_decay"), "from_epoch": first_epoch}
+    return None
+
+
 def _hardware() -> dict:
     info = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
             "torch": str(torch.__version__), "threads": torch.get_num_threads()}
@@ -173,7 +209,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.ema_decay is not None:
         if not 0.0 <= cfg.ema_decay <= 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1], got {cfg.ema_decay}")
-        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
+        callbacks.append(WeightAverage(cfg.ema_decay))
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
@@ -217,6 +253,8 @@ def train(cfg: TrainConfig) -> Path:
             else None,
             "wall_time_s": wall,
             "wall_time_from_epoch": module.wall_time_from_epoch,
+            "weight_averaging": next((cb.record() for cb in callbacks
+                                      if isinstance(cb, WeightAverage)), None),
             "hardware": _hardware(),
             "train_size": len(splits.train),
             "val_size": len(splits.val),
@@ -291,6 +329,8 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
     hp = raw.get("hyper_parameters", {})
     run_info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     metrics = read_metrics(run)
+    averaging = _averaging_record(raw, run_info.get("settings") or {},
+                                  int(metrics["epoch"].min()) if "epoch" in metrics else 0)
     if history is not None:
         metrics = prepend_history(history, metrics)
     val = metrics.dropna(subset=["val_loss"]) if "val_loss" in metrics else metrics.iloc[:0]
@@ -306,6 +346,8 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
         "wall_time_s": (last_raw.get("wall_time") or {}).get("seconds",
                                                               run_info.get("wall_time_s")),
         "wall_time_from_epoch": (last_raw.get("wall_time") or {}).get("from_epoch", 0),
+        # the exported weights are this average when the run kept one (train --ema-decay)
+        "weight_averaging": averaging,
     }
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.pt"

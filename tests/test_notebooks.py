@@ -18,7 +18,7 @@ from cdvae_core.metrics.predictor import PredictorConfig, PropertyPredictor, sav
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.config import ModelConfig
 from cdvae_core.notebook_runner import main, parse_value, run_notebook
-from cdvae_core.training.checkpoint import save_model
+from cdvae_core.training.checkpoint import load_model, save_model
 
 from helpers import REPO, data_file
 
@@ -176,9 +176,12 @@ def test_train_notebook_writes_the_run_directory(smoke):
     run_dir = smoke["root"] / "runs" / "train"
     _run(smoke, "train.ipynb", data_dir=smoke["data_dir"], cache_dir=smoke["cache_dir"],
          epochs=1, batch_size=8, limit_train_batches=2, limit_val_batches=1, encoder=TINY_NET,
-         decoder=TINY_NET, model_overrides={"latent_dim": 8, "hidden_dim": 16})
+         decoder=TINY_NET, model_overrides={"latent_dim": 8, "hidden_dim": 16},
+         ema_decay=0.999)
     assert (run_dir / "train.ipynb").is_file()
     assert (run_dir / "model.pt").is_file() and (run_dir / "run.json").is_file()
+    info = load_model(run_dir / "model.pt", with_info=True)[1]
+    assert info["training"]["weight_averaging"]["ema_decay"] == 0.999
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 

@@ -82,6 +82,24 @@ def test_one_sample_must_satisfy_both_thresholds():
     # The public reference code thresholds the two minima separately and counts it covered.
     separate = coverage_metrics(gen_s, gen_c, ref_s, ref_c, 0.2, 4.0, same_sample=False)
     assert separate.cov_recall == 1.0 and separate.cov_precision == 0.0
+    # both definitions are always reported, whichever one is the headline
+    assert joint.cov_recall_separate_minima == 1.0
+    assert joint.cov_precision_separate_minima == 0.0
+    assert separate.summary()["cov_recall_separate_minima"] == 1.0
+
+
+def test_separate_minima_never_cover_less_than_one_sample_within_both():
+    # One sample within both thresholds of a reference is also within each minimum, so the
+    # reference code's COV can only be larger; with a NaN sample it stays in the denominator.
+    rng = np.random.default_rng(3)
+    gen_s, gen_c = rng.uniform(size=(200, 3)), rng.uniform(size=(200, 2)) * 8
+    ref_s, ref_c = rng.uniform(size=(80, 3)), rng.uniform(size=(80, 2)) * 8
+    gen_s[5] = np.nan
+    r = coverage_metrics(gen_s, gen_c, ref_s, ref_c, 0.15, 1.0)
+    assert r.cov_precision < r.cov_precision_separate_minima
+    assert r.cov_recall < r.cov_recall_separate_minima
+    by_hand = ((np.nan_to_num(r.min_struct_dist, nan=9.0) <= 0.15) & (r.min_comp_dist <= 1.0))
+    assert r.cov_precision_separate_minima == pytest.approx(by_hand.sum() / 200)
 
 
 def test_blockwise_computation_matches_a_single_block(monkeypatch):

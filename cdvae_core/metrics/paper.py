@@ -4,6 +4,12 @@ run's summaries against them.
 Values are in the paper's units: percentages for match rate, validity and coverage; the
 normalised RMSE; Wasserstein distances (density in g/cm^3, the dataset's property, number of
 elements); success rates as fractions. ``None`` marks a number the paper does not report.
+
+Coverage comes in two definitions (:mod:`cdvae_core.metrics.coverage`). The paper's text asks for
+one generated sample within both cutoffs of a reference; its published COV numbers were computed
+by the public reference code, which thresholds the structure and composition minima separately
+(``compute_cov`` in its ``scripts/eval_utils.py``). The published numbers therefore sit beside
+our ``cov_*_separate_minima``; for the stricter definition the paper reports none.
 """
 
 from __future__ import annotations
@@ -22,21 +28,24 @@ PAPER_RESULTS: dict[str, dict[str, float | None]] = {
     "perov_5": {
         "match_rate": 97.52, "rmse": 0.0156,
         "struct_validity": 100.0, "comp_validity": 98.59,
-        "cov_recall": 99.45, "cov_precision": 98.46,
+        "cov_recall": None, "cov_precision": None,
+        "cov_recall_separate_minima": 99.45, "cov_precision_separate_minima": 98.46,
         "wdist_density": 0.1258, "wdist_property": 0.0264, "wdist_num_elems": 0.0628,
         "SR5": 0.52, "SR10": 0.65, "SR15": 0.79,
     },
     "carbon_24": {
         "match_rate": 55.22, "rmse": 0.1251,
         "struct_validity": 100.0, "comp_validity": None,
-        "cov_recall": 99.80, "cov_precision": 83.08,
+        "cov_recall": None, "cov_precision": None,
+        "cov_recall_separate_minima": 99.80, "cov_precision_separate_minima": 83.08,
         "wdist_density": 0.1407, "wdist_property": 0.2850, "wdist_num_elems": None,
         "SR5": 0.0, "SR10": 0.06, "SR15": 0.06,
     },
     "mp_20": {
         "match_rate": 45.43, "rmse": 0.0356,
         "struct_validity": 100.0, "comp_validity": 86.70,
-        "cov_recall": 99.15, "cov_precision": 99.49,
+        "cov_recall": None, "cov_precision": None,
+        "cov_recall_separate_minima": 99.15, "cov_precision_separate_minima": 99.49,
         "wdist_density": 0.6875, "wdist_property": 0.2778, "wdist_num_elems": 1.432,
         "SR5": 0.78, "SR10": 0.86, "SR15": 0.90,
     },
@@ -50,8 +59,11 @@ PAPER_METRICS: tuple[tuple[str, str, str, float], ...] = (
     ("reconstruction", "rmse", "RMSE (normalised)", 1.0),
     ("generation", "struct_validity", "Validity, structure (%)", 100.0),
     ("generation", "comp_validity", "Validity, composition (%)", 100.0),
-    ("generation", "cov_recall", "COV-R (%)", 100.0),
-    ("generation", "cov_precision", "COV-P (%)", 100.0),
+    ("generation", "cov_recall", "COV-R (%), one sample within both cutoffs", 100.0),
+    ("generation", "cov_precision", "COV-P (%), one reference within both cutoffs", 100.0),
+    ("generation", "cov_recall_separate_minima", "COV-R (%), minima apart (as published)", 100.0),
+    ("generation", "cov_precision_separate_minima", "COV-P (%), minima apart (as published)",
+     100.0),
     ("generation", "wdist_density", "EMD density (g/cm³)", 1.0),
     ("generation", "wdist_property", "EMD property", 1.0),
     ("generation", "wdist_num_elems", "EMD number of elements", 1.0),

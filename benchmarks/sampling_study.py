@@ -22,7 +22,8 @@ The same samples are scored against each ``--reference`` set (one row per settin
         --predictor checkpoints/perov_5/predictor.pt --num-samples 512 \
         --grid 20:1:1e-4 5:1:2e-4 4:1:2e-4:pc 0:1:0:pc:250
 
-Grid entries are ``steps:stride:step_lr[:scheme[:num_levels]]`` (``LangevinConfig``).
+Grid entries are ``steps:stride:step_lr[:scheme[:num_levels]]`` (``LangevinConfig``); each runs
+once per ``--num-atoms`` choice (``argmax`` by default; ``argmax sample`` compares the two).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import argparse
 import json
 import math
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -108,6 +111,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--grid", nargs="*", help="subset of settings as steps:stride:lr")
+    p.add_argument("--num-atoms", nargs="+", choices=["argmax", "sample"], default=["argmax"],
+                   help="how decoding picks the number of atoms (LangevinConfig.num_atoms); "
+                        "every grid setting runs once per choice")
     p.add_argument("--out-dir", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
@@ -123,7 +129,8 @@ def main() -> None:
     references = reference_sets(args.data_dir, dataset, args.reference,
                                 info.get("split_policy") or {}, args.reference_size)
     predictor = load_predictor(args.predictor) if args.predictor else None
-    grid = [parse_setting(g) for g in (args.grid or GRID)]
+    grid = [replace(parse_setting(g), num_atoms=how)
+            for g in (args.grid or GRID) for how in args.num_atoms]
     name = f"sampling_study_{dataset}{args.tag}"
     # The run's own timings depend on what else the machine was doing; the estimate below uses
     # the quiet 2-thread Langevin step time of benchmarks/results/model.json instead.
@@ -142,6 +149,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         sigmas = sampling_sigmas(model.sigmas, cfg)
         calls = score_evaluations(sigmas, cfg)
+        sizes = Counter(len(x) for x in samples if x is not None)
         for ref_name, (reference, ref_ids) in references.items():
             summary, _ = evaluate_generation(
                 samples, reference, dataset, n_diversity=min(1000, args.num_samples),
@@ -151,7 +159,7 @@ def main() -> None:
             row = {
                 "scheme": cfg.scheme, "steps_per_level": cfg.n_step_each,
                 "level_stride": cfg.level_stride, "step_lr": cfg.step_lr,
-                "num_levels": len(sigmas),
+                "num_levels": len(sigmas), "num_atoms": cfg.num_atoms,
                 "decoder_calls": calls,
                 "seconds": seconds,
                 "seconds_per_10k": seconds * 10000 / args.num_samples,
@@ -162,8 +170,10 @@ def main() -> None:
                 "threads": args.threads, "compiled": bool(compiled),
                 "checkpoint": args.checkpoint,
                 **{k: summary.get(k) for k in ("struct_validity", "comp_validity", "cov_recall",
-                                               "cov_precision", "wdist_density",
+                                               "cov_precision", "cov_recall_separate_minima",
+                                               "cov_precision_separate_minima", "wdist_density",
                                                "wdist_num_elems", "wdist_property")},
+                "num_atoms_counts": json.dumps(dict(sorted(sizes.items()))),
             }
             # binomial standard error of COV-P (each sample is covered or not)
             cp = row["cov_precision"]
@@ -186,9 +196,12 @@ def _plot(table: pd.DataFrame, path: Path, dataset: str, n: int, threads: int) -
     table = table.copy()
     table["label"] = [
         f"{'Langevin' if sc == 'langevin' else 'PC'} {s}/level, {lr:g}"
-        + ("" if lv == 50 else f", {lv} levels") + f" ({c} calls)"
-        for sc, s, lr, lv, c in zip(table["scheme"], table["steps_per_level"], table["step_lr"],
-                                    table["num_levels"], table["decoder_calls"], strict=True)]
+        + ("" if lv == 50 else f", {lv} levels") + ("" if na == "argmax" else ", N drawn")
+        + f" ({c} calls)"
+        for sc, s, lr, lv, na, c in zip(
+            table["scheme"], table["steps_per_level"], table["step_lr"], table["num_levels"],
+            table.get("num_atoms", pd.Series(["argmax"] * len(table))), table["decoder_calls"],
+            strict=True)]
     refs = list(table["reference"].unique())
     sizes = {r: int(table.loc[table.reference == r, "reference_size"].iloc[0]) for r in refs}
     fig = make_subplots(rows=1, cols=len(refs), shared_yaxes=True,

@@ -103,6 +103,8 @@ def _sampler(args: argparse.Namespace, dataset: str):
         changes["scheme"] = args.scheme
     if args.num_levels is not None:
         changes["num_levels"] = args.num_levels
+    if args.num_atoms is not None:
+        changes["num_atoms"] = args.num_atoms
     how = "" if args.sampler else f" (the default for {dataset} models)"
     print(f"sampler: preset {name!r}{how}" + (f" with {changes}" if changes else ""))
     return name, get_preset(name, **changes)
@@ -208,6 +210,10 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                         "(reverse-diffusion predictor, Langevin corrector)")
     p.add_argument("--num-levels", dest="num_levels", type=int,
                    help="resample the noise schedule to this many geometric levels")
+    p.add_argument("--num-atoms", dest="num_atoms", choices=["argmax", "sample"],
+                   help="number of atoms of a crystal decoded from z: the latent head's most "
+                        "likely count (argmax, the reference code) or a draw from its "
+                        "distribution (sample); default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
 

@@ -13,6 +13,7 @@ from cdvae_core.sampling import (
     SamplingError,
     annealed_langevin,
     optimize_latent,
+    predicted_num_atoms,
     sample_composition,
     to_structures,
 )
@@ -155,7 +156,7 @@ def test_langevin_stops_with_a_clear_error_on_nan():
 def test_langevin_config_rejects_absurd_settings():
     for kw in ({"n_step_each": 0}, {"step_lr": -1.0}, {"step_lr": float("nan")},
                {"level_stride": 0}, {"save_every": 0}, {"scheme": "ddim"},
-               {"scheme": "pc", "n_step_each": -1}, {"num_levels": 1}):
+               {"scheme": "pc", "n_step_each": -1}, {"num_levels": 1}, {"num_atoms": "mean"}):
         with pytest.raises(ValueError):
             LangevinConfig(**kw)
 
@@ -173,6 +174,27 @@ def test_sample_composition_matches_the_predicted_composition():
     probs[0, [0, 1]] = torch.tensor([0.5, 0.5])
     types = sample_composition(probs, torch.tensor([3]), torch.Generator().manual_seed(0))
     assert len(types) == 3 and set(types.tolist()) <= {1, 2}
+
+
+def test_number_of_atoms_is_the_mode_or_a_draw_from_the_head():
+    # every crystal's head says p(N) = 0.5 at 6 atoms, 0.3 at 8, 0.2 at 14, plus a logit for
+    # 0 atoms (which no crystal may have) nearly as large as the mode's
+    p = torch.zeros(21)
+    p[[6, 8, 14]] = torch.tensor([0.5, 0.3, 0.2])
+    logits = torch.log(p).clamp(min=-1e4).expand(20000, 21).clone()
+    logits[:, 0] = logits[:, 6] - 0.1
+    mode = predicted_num_atoms(logits, "argmax")
+    assert set(mode.tolist()) == {6}  # the mode never gives the rarer sizes
+    drawn = predicted_num_atoms(logits, "sample", torch.Generator().manual_seed(0))
+    freq = torch.bincount(drawn, minlength=21).double() / len(drawn)
+    assert freq[0] == 0 and freq[[6, 8, 14]].sum() == 1
+    # the 0-atom class removed, the rest renormalised: 0.5, 0.3, 0.2 (binomial se <= 0.0036)
+    torch.testing.assert_close(freq[[6, 8, 14]], torch.tensor([0.5, 0.3, 0.2]).double(),
+                               atol=0.015, rtol=0)
+    again = predicted_num_atoms(logits, "sample", torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, again)
+    # a head whose mode is 0 atoms still yields a crystal
+    assert predicted_num_atoms(torch.tensor([[5.0, 1.0, 0.0]]), "argmax").tolist() == [1]
 
 
 def test_latent_optimisation_descends_a_known_function():
@@ -225,3 +247,14 @@ def test_decode_with_forced_atoms_and_types_keeps_them():
     assert len(sig) == 7
     assert sig[0] == pytest.approx(float(model.sigmas[0]), rel=1e-5)
     assert sig[-1] == pytest.approx(float(model.sigmas[-1]), rel=1e-5)
+    # the sampler's num_atoms setting reaches decode: a head fixed at p(2, 3, 4) = 0.6, 0.2, 0.2
+    last = model.fc_num_atoms[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-1e4)
+        last.bias[[2, 3, 4]] = torch.log(torch.tensor([0.6, 0.2, 0.2]))
+    z = torch.randn(40, 8)
+    for how, sizes in (("argmax", {2}), ("sample", {2, 3, 4})):
+        res = decode(model, z, LangevinConfig(n_step_each=1, level_stride=50, num_atoms=how),
+                     torch.Generator().manual_seed(0))
+        assert set(res.num_atoms.tolist()) == sizes, how

@@ -24,6 +24,7 @@ from cdvae_core.sampling.langevin import Frame, LangevinConfig, annealed_langevi
 __all__ = [
     "DecodeResult",
     "sample_composition",
+    "predicted_num_atoms",
     "decode",
     "generate",
     "reconstruct",
@@ -104,6 +105,21 @@ def sample_composition(
     return torch.cat(types).to(comp_probs.device)
 
 
+def predicted_num_atoms(
+    logits: Tensor, how: str = "argmax", generator: torch.Generator | None = None
+) -> Tensor:
+    """Number of atoms ``[B]`` from the head's logits ``[B, max_atoms + 1]``: the most likely
+    count (``"argmax"``) or a draw from the softmax (``"sample"``, with the CPU ``generator``).
+    A crystal needs at least one atom: the mode 0 becomes 1, and a draw never picks 0."""
+    if how == "argmax":
+        return logits.argmax(dim=-1).clamp(min=1)
+    if how == "sample":
+        probs = torch.softmax(logits.detach().double().cpu(), dim=-1)  # [B, max_atoms + 1]
+        probs[:, 0] = 0.0
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
+    raise ValueError(f"num_atoms must be 'argmax' or 'sample', got {how!r}")
+
+
 @torch.no_grad()
 def decode(
     model: CDVAE,
@@ -123,7 +139,7 @@ def decode(
     device = z.device
     gen = generator or torch.Generator().manual_seed(0)
     if num_atoms is None:
-        num_atoms = model.predict_num_atoms(z).argmax(dim=-1).clamp(min=1)
+        num_atoms = predicted_num_atoms(model.predict_num_atoms(z), cfg.num_atoms, gen)
     num_atoms = num_atoms.to(device)
     _, lengths, angles = model.predict_lattice(z, num_atoms)
     lengths, angles = decodable_cell(lengths, angles)

@@ -40,10 +40,12 @@ __all__ = [
     "SamplingError",
     "score_evaluations",
     "SCHEMES",
+    "NUM_ATOMS_CHOICES",
 ]
 
 ScoreFn = Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]
 SCHEMES = ("langevin", "pc")
+NUM_ATOMS_CHOICES = ("argmax", "sample")
 
 
 class SamplingError(RuntimeError):
@@ -67,6 +69,10 @@ class LangevinConfig:
         sigma instead of the model's own table (None: the table). Valid for CDVAE, whose decoder
         is not told the noise level: any sigma in the trained range is a level it has seen in
         kind. Applied by :func:`cdvae_core.sampling.decode`.
+    num_atoms: how a crystal decoded from z gets its number of atoms from the latent head's
+        distribution ``p(N | z)``: ``"argmax"`` its mode (the reference code), ``"sample"`` a
+        draw from it, which keeps the less frequent sizes that the mode never picks. Applied by
+        :func:`cdvae_core.sampling.decode` (a forced number of atoms overrides it).
     """
 
     n_step_each: int = 100
@@ -78,6 +84,7 @@ class LangevinConfig:
     save_every: int | None = None
     scheme: str = "langevin"
     num_levels: int | None = None
+    num_atoms: str = "argmax"
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
@@ -86,6 +93,9 @@ class LangevinConfig:
         if self.n_step_each < least:
             raise ValueError(f"n_step_each must be >= {least} with scheme {self.scheme!r}, "
                              f"got {self.n_step_each}")
+        if self.num_atoms not in NUM_ATOMS_CHOICES:
+            raise ValueError(f"num_atoms must be one of {', '.join(NUM_ATOMS_CHOICES)}, "
+                             f"got {self.num_atoms!r}")
         if self.num_levels is not None and self.num_levels < 2:
             raise ValueError(f"num_levels must be >= 2 or None, got {self.num_levels}")
         if not (self.step_lr > 0 and math.isfinite(self.step_lr)):

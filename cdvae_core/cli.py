@@ -1,4 +1,5 @@
-"""Command line: ``cdvae train | train-predictor | evaluate | generate | download | info``
+"""Command line: ``cdvae train | train-predictor | evaluate | rescore | generate | download |
+info | export-run``
 (also ``python -m cdvae_core``)."""
 
 from __future__ import annotations
@@ -156,6 +157,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rescore(args: argparse.Namespace) -> int:
+    from cdvae_core import tasks
+    from cdvae_core.data.splits import load_split
+    from cdvae_core.metrics.predictor import load_predictor
+
+    settings = json.loads((Path(args.run_dir) / "settings.json").read_text())
+    if settings.get("task") != "generation":
+        raise ValueError(f"{args.run_dir} is not a generation run (settings.json task "
+                         f"{settings.get('task')!r})")
+    predictor = load_predictor(args.predictor) if args.predictor else None
+    dataset = args.dataset or _dataset_of(settings)
+    test = load_split(args.data_dir, dataset, "test")
+    summary = tasks.rescore_generation(args.run_dir, test,
+                                       predictor.predict if predictor else None)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _dataset_of(settings: dict) -> str:
+    from cdvae_core.training.checkpoint import load_model
+
+    checkpoint = settings.get("checkpoint")
+    if not checkpoint or not Path(checkpoint).is_file():
+        raise ValueError(f"the run's checkpoint {checkpoint!r} is not here: give --dataset")
+    return load_model(checkpoint).cfg.dataset
+
+
 def _generate(args: argparse.Namespace) -> int:
     from cdvae_core.sampling.decode import generate
     from cdvae_core.tasks import run_settings, write_structures
@@ -297,6 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="force threshold of a converged relaxation, eV/Å (default 0.1)")
     _add_sampler_args(e)
     e.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("rescore", help="score a finished generation run again from its saved "
+                       "structures, with this version's metrics (no sampling)")
+    r.add_argument("run_dir", help="the run's generation folder (summary.json, settings.json, "
+                   "structures.extxyz)")
+    r.add_argument("--data-dir", dest="data_dir", required=True)
+    r.add_argument("--predictor", help="independent property predictor file (for the property "
+                   "distance, as in the original run)")
+    r.add_argument("--dataset", help="dataset of the run (default: read from its checkpoint)")
+    r.set_defaults(func=_rescore)
 
     g = sub.add_parser("generate", help="sample crystals from the prior into CIF zip + extxyz")
     g.add_argument("checkpoint")

@@ -28,7 +28,7 @@ from pymatgen.core import Structure
 
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.data.registry import get_dataset_info
-from cdvae_core.io import write_cif_zip, write_extxyz
+from cdvae_core.io import load_named_structures, write_cif_zip, write_extxyz
 from cdvae_core.metrics.evaluate import (
     evaluate_generation,
     evaluate_reconstruction,
@@ -50,7 +50,7 @@ from cdvae_core.sampling.optimize import optimize_latent
 from cdvae_core.utils import atomic_write, file_sha256
 
 __all__ = ["RELAX_COLUMNS", "run_settings", "run_reconstruction", "run_generation",
-           "run_optimization", "write_structures"]
+           "rescore_generation", "run_optimization", "write_structures"]
 
 #: per-sample columns of a generation run with ``relax > 0`` (empty for samples not relaxed)
 RELAX_COLUMNS = ("relaxed_energy_per_atom_eV", "relax_initial_energy_per_atom_eV",
@@ -195,6 +195,53 @@ def run_generation(
     settings = run_settings("generation", checkpoint, seed, sampler, test_file=test.source,
                             num_samples=num_samples, **extra)
     _finish(Path(out_dir), settings, summary, table, samples)
+    return summary
+
+
+def rescore_generation(
+    out_dir: str | Path,
+    test: CrystalDataset,
+    property_fn=None,
+    n_diversity: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a finished generation run again with this version's metrics, from the structures
+    it saved (no sampling): for metrics added or corrected after the run.
+
+    ``summary.json`` and ``per_sample.csv`` are rewritten (atomically, once scoring has
+    finished); the structures and ``settings.json`` stay as they are. The new summary keeps the
+    run's sampling figures (``num_samples``, ``decode_seconds``, ``total_seconds``) and a
+    CHGNet ``relaxation`` block with its per-sample columns, and records the rescoring under
+    ``rescored`` (library versions, seconds). Failed decodes (``missing.txt``) stay failed.
+    """
+    out_dir = Path(out_dir)
+    old = json.loads((out_dir / "summary.json").read_text())
+    settings = json.loads((out_dir / "settings.json").read_text())
+    n = int(old.get("num_samples") or settings["num_samples"])
+    samples: list[Structure | None] = [None] * n
+    for name, structure in load_named_structures(out_dir / "structures.extxyz"):
+        index = int(name)
+        if not 0 <= index < n:
+            raise ValueError(f"{out_dir / 'structures.extxyz'}: sample {name!r} outside the "
+                             f"run's {n} samples")
+        samples[index] = structure
+    t0 = time.time()
+    summary, table = evaluate_generation(
+        samples, test.structures(), test.info, n_diversity=n_diversity,
+        seed=settings.get("seed", 0), property_fn=property_fn,
+        reference_ids=test.material_ids, progress=progress,
+    )
+    old_table = pd.read_csv(out_dir / "per_sample.csv", index_col="sample")
+    for column in RELAX_COLUMNS:
+        if column in old_table:
+            table[column] = old_table[column].to_numpy()
+    if "relaxation" in old:
+        summary["relaxation"] = old["relaxation"]
+    summary.update({k: old[k] for k in ("num_samples", "decode_seconds", "total_seconds")
+                    if k in old})
+    summary["rescored"] = {"versions": _versions(), "seconds": time.time() - t0,
+                           "test_file": str(test.source)}
+    save_results(summary, table, out_dir)
     return summary
 
 

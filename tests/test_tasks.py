@@ -292,3 +292,40 @@ def test_cli_documents_relax(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "--relax N" in capsys.readouterr().out
+
+
+def test_rescore_scores_the_saved_structures_again_and_keeps_the_run(test_set, tmp_path):
+    import pandas as pd
+
+    run = tmp_path / "gen"
+    run.mkdir()
+    # the "generated" samples are the reference crystals themselves, plus one failed decode
+    tasks.write_structures(test_set.structures() + [None], run)
+    (run / "settings.json").write_text(json.dumps(
+        {"task": "generation", "seed": 0, "num_samples": 6}))
+    (run / "summary.json").write_text(json.dumps(
+        {"num_samples": 6, "decode_seconds": 12.5, "total_seconds": 20.0, "cov_precision": 0.1,
+         "relaxation": {"n_relaxed": 1}}))
+    pd.DataFrame({"sample": range(6), "relax_converged": [True] + [None] * 5}).to_csv(
+        run / "per_sample.csv", index=False)
+    summary = tasks.rescore_generation(run, test_set, n_diversity=4, progress=False)
+    # every saved sample is a reference crystal, so covered under both definitions; the failed
+    # decode stays failed and counts against COV-P
+    assert summary["n_failed_decodes"] == 1
+    assert summary["cov_precision"] == pytest.approx(5 / 6)
+    assert summary["cov_precision_separate_minima"] == pytest.approx(5 / 6)
+    assert summary["cov_recall"] == summary["cov_recall_separate_minima"] == 1.0
+    # the run's own figures stay; the rescoring is recorded
+    assert summary["decode_seconds"] == 12.5 and summary["relaxation"] == {"n_relaxed": 1}
+    assert "torch" in summary["rescored"]["versions"]
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk["cov_precision"] == pytest.approx(5 / 6)
+    table = pd.read_csv(run / "per_sample.csv")
+    assert len(table) == 6 and bool(table["relax_converged"].iloc[0])
+    assert table["covered"].tolist() == [True] * 5 + [False]
+
+
+def test_cli_rescore_refuses_a_run_that_is_not_a_generation(tmp_path, capsys):
+    (tmp_path / "settings.json").write_text(json.dumps({"task": "reconstruction"}))
+    assert main(["rescore", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
+    assert "not a generation run" in capsys.readouterr().err

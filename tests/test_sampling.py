@@ -258,3 +258,25 @@ def test_decode_with_forced_atoms_and_types_keeps_them():
         res = decode(model, z, LangevinConfig(n_step_each=1, level_stride=50, num_atoms=how),
                      torch.Generator().manual_seed(0))
         assert set(res.num_atoms.tolist()) == sizes, how
+
+
+def test_reconstruction_takes_the_most_likely_number_of_atoms():
+    from cdvae_core.data.dataset import CrystalDataset
+    from cdvae_core.data.scaler import fit_scalers
+    from cdvae_core.model.cdvae import CDVAE
+    from cdvae_core.model.config import ModelConfig
+    from cdvae_core.sampling import reconstruct
+
+    small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
+    ds = CrystalDataset.from_structures([cubic_srtio3()] * 6, "perov_5")
+    torch.manual_seed(0)
+    model = CDVAE(ModelConfig.for_dataset("perov_5", encoder=small, decoder=small, latent_dim=8,
+                                          hidden_dim=16), fit_scalers(ds)).eval()
+    last = model.fc_num_atoms[-1]
+    with torch.no_grad():  # p(3) = 0.4, p(4) = 0.3, p(5) = 0.3 for every crystal
+        last.weight.zero_()
+        last.bias.fill_(-1e4)
+        last.bias[[3, 4, 5]] = torch.log(torch.tensor([0.4, 0.3, 0.3]))
+    out = reconstruct(model, ds, LangevinConfig(n_step_each=1, level_stride=50,
+                                                num_atoms="sample"), progress=False)
+    assert [len(s) for s in out] == [3] * 6

@@ -7,7 +7,7 @@ Generation draws z from the prior; reconstruction encodes given crystals first.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from pymatgen.core import Lattice, Structure
@@ -221,7 +221,9 @@ def reconstruct(
     indices: Sequence[int] | None = None,
     progress: bool = True,
 ) -> list[Structure]:
-    """Encode each crystal (latent mean) and decode it once."""
+    """Encode each crystal (latent mean) and decode it once, with the most likely number of
+    atoms whatever ``cfg.num_atoms`` says (a reconstruction asks for the likeliest crystal)."""
+    cfg = replace(cfg, num_atoms="argmax")
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     idx = list(range(len(dataset)) if indices is None else indices)

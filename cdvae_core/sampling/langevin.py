@@ -72,7 +72,8 @@ class LangevinConfig:
     num_atoms: how a crystal decoded from z gets its number of atoms from the latent head's
         distribution ``p(N | z)``: ``"argmax"`` its mode (the reference code), ``"sample"`` a
         draw from it, which keeps the less frequent sizes that the mode never picks. Applied by
-        :func:`cdvae_core.sampling.decode` (a forced number of atoms overrides it).
+        :func:`cdvae_core.sampling.decode` (a forced number of atoms overrides it); used for
+        generation, while :func:`cdvae_core.sampling.reconstruct` always takes the mode.
     """
 
     n_step_each: int = 100

@@ -36,6 +36,30 @@ def _analytic_score(true_frac, lattice, batch, num_types=100, true_types=None):
     return score_fn
 
 
+def _tiny_model(structures):
+    """An untrained small Perov-5 CDVAE with scalers fitted on ``structures``."""
+    from cdvae_core.data.dataset import CrystalDataset
+    from cdvae_core.data.scaler import fit_scalers
+    from cdvae_core.model.cdvae import CDVAE
+    from cdvae_core.model.config import ModelConfig
+
+    small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
+    ds = CrystalDataset.from_structures(structures, "perov_5")
+    torch.manual_seed(0)
+    model = CDVAE(ModelConfig.for_dataset("perov_5", encoder=small, decoder=small, latent_dim=8,
+                                          hidden_dim=16), fit_scalers(ds)).eval()
+    return model, ds
+
+
+def _fix_num_atoms_head(model, probs: dict[int, float]) -> None:
+    """Make the number-of-atoms head say ``p(N) = probs[N]`` whatever z is."""
+    last = model.fc_num_atoms[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-1e4)
+        last.bias[list(probs)] = torch.log(torch.tensor(list(probs.values())))
+
+
 @pytest.mark.parametrize("make", [cubic_srtio3, diamond_carbon])
 def test_langevin_on_a_perfect_score_recovers_the_structure(make):
     s = make()
@@ -215,19 +239,11 @@ def test_latent_optimisation_descends_a_known_function():
 
 
 def test_decode_with_forced_atoms_and_types_keeps_them():
-    from cdvae_core.data.dataset import CrystalDataset
-    from cdvae_core.data.scaler import fit_scalers
-    from cdvae_core.model.cdvae import CDVAE
-    from cdvae_core.model.config import ModelConfig
     from cdvae_core.sampling import decode, reconstruct
 
     from conftest import rocksalt_nacl
 
-    small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
-    ds = CrystalDataset.from_structures([cubic_srtio3(), rocksalt_nacl()], "perov_5")
-    torch.manual_seed(0)
-    model = CDVAE(ModelConfig.for_dataset("perov_5", encoder=small, decoder=small, latent_dim=8,
-                                          hidden_dim=16), fit_scalers(ds)).eval()
+    model, ds = _tiny_model([cubic_srtio3(), rocksalt_nacl()])
     out = reconstruct(model, ds, LangevinConfig(n_step_each=1), force_atom_types=True,
                       progress=False)
     for pred, true in zip(out, ds.structures(), strict=True):
@@ -248,11 +264,7 @@ def test_decode_with_forced_atoms_and_types_keeps_them():
     assert sig[0] == pytest.approx(float(model.sigmas[0]), rel=1e-5)
     assert sig[-1] == pytest.approx(float(model.sigmas[-1]), rel=1e-5)
     # the sampler's num_atoms setting reaches decode: a head fixed at p(2, 3, 4) = 0.6, 0.2, 0.2
-    last = model.fc_num_atoms[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(-1e4)
-        last.bias[[2, 3, 4]] = torch.log(torch.tensor([0.6, 0.2, 0.2]))
+    _fix_num_atoms_head(model, {2: 0.6, 3: 0.2, 4: 0.2})
     z = torch.randn(40, 8)
     for how, sizes in (("argmax", {2}), ("sample", {2, 3, 4})):
         res = decode(model, z, LangevinConfig(n_step_each=1, level_stride=50, num_atoms=how),
@@ -261,22 +273,10 @@ def test_decode_with_forced_atoms_and_types_keeps_them():
 
 
 def test_reconstruction_takes_the_most_likely_number_of_atoms():
-    from cdvae_core.data.dataset import CrystalDataset
-    from cdvae_core.data.scaler import fit_scalers
-    from cdvae_core.model.cdvae import CDVAE
-    from cdvae_core.model.config import ModelConfig
     from cdvae_core.sampling import reconstruct
 
-    small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
-    ds = CrystalDataset.from_structures([cubic_srtio3()] * 6, "perov_5")
-    torch.manual_seed(0)
-    model = CDVAE(ModelConfig.for_dataset("perov_5", encoder=small, decoder=small, latent_dim=8,
-                                          hidden_dim=16), fit_scalers(ds)).eval()
-    last = model.fc_num_atoms[-1]
-    with torch.no_grad():  # p(3) = 0.4, p(4) = 0.3, p(5) = 0.3 for every crystal
-        last.weight.zero_()
-        last.bias.fill_(-1e4)
-        last.bias[[3, 4, 5]] = torch.log(torch.tensor([0.4, 0.3, 0.3]))
+    model, ds = _tiny_model([cubic_srtio3()] * 6)
+    _fix_num_atoms_head(model, {3: 0.4, 4: 0.3, 5: 0.3})
     out = reconstruct(model, ds, LangevinConfig(n_step_each=1, level_stride=50,
                                                 num_atoms="sample"), progress=False)
     assert [len(s) for s in out] == [3] * 6

@@ -162,10 +162,7 @@ def _rescore(args: argparse.Namespace) -> int:
     from cdvae_core.data.splits import load_split
     from cdvae_core.metrics.predictor import load_predictor
 
-    settings = json.loads((Path(args.run_dir) / "settings.json").read_text())
-    if settings.get("task") != "generation":
-        raise ValueError(f"{args.run_dir} is not a generation run (settings.json task "
-                         f"{settings.get('task')!r})")
+    settings = tasks.read_generation_settings(args.run_dir)  # before any slow loading
     predictor = load_predictor(args.predictor) if args.predictor else None
     dataset = args.dataset or _dataset_of(settings)
     test = load_split(args.data_dir, dataset, "test")

@@ -50,7 +50,8 @@ from cdvae_core.sampling.optimize import optimize_latent
 from cdvae_core.utils import atomic_write, file_sha256
 
 __all__ = ["RELAX_COLUMNS", "run_settings", "run_reconstruction", "run_generation",
-           "rescore_generation", "run_optimization", "write_structures"]
+           "read_generation_settings", "rescore_generation", "run_optimization",
+           "write_structures"]
 
 #: per-sample columns of a generation run with ``relax > 0`` (empty for samples not relaxed)
 RELAX_COLUMNS = ("relaxed_energy_per_atom_eV", "relax_initial_energy_per_atom_eV",
@@ -198,6 +199,15 @@ def run_generation(
     return summary
 
 
+def read_generation_settings(out_dir: str | Path) -> dict[str, Any]:
+    """``settings.json`` of the generation run in ``out_dir``; ``ValueError`` for another task."""
+    settings = json.loads((Path(out_dir) / "settings.json").read_text())
+    if settings.get("task") != "generation":
+        raise ValueError(f"{out_dir} is not a generation run (settings.json task "
+                         f"{settings.get('task')!r})")
+    return settings
+
+
 def rescore_generation(
     out_dir: str | Path,
     test: CrystalDataset,
@@ -215,8 +225,8 @@ def rescore_generation(
     ``rescored`` (library versions, seconds). Failed decodes (``missing.txt``) stay failed.
     """
     out_dir = Path(out_dir)
+    settings = read_generation_settings(out_dir)
     old = json.loads((out_dir / "summary.json").read_text())
-    settings = json.loads((out_dir / "settings.json").read_text())
     n = int(old.get("num_samples") or settings["num_samples"])
     samples: list[Structure | None] = [None] * n
     for name, structure in load_named_structures(out_dir / "structures.extxyz"):

@@ -19,7 +19,12 @@ from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.geometry import lattice_params_to_matrix, sanitize_lattice_params
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.noise import geometric_sigmas
-from cdvae_core.sampling.langevin import Frame, LangevinConfig, annealed_langevin
+from cdvae_core.sampling.langevin import (
+    NUM_ATOMS_CHOICES,
+    Frame,
+    LangevinConfig,
+    annealed_langevin,
+)
 
 __all__ = [
     "DecodeResult",
@@ -117,7 +122,7 @@ def predicted_num_atoms(
         probs = torch.softmax(logits.detach().double().cpu(), dim=-1)  # [B, max_atoms + 1]
         probs[:, 0] = 0.0
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
-    raise ValueError(f"num_atoms must be 'argmax' or 'sample', got {how!r}")
+    raise ValueError(f"num_atoms must be one of {', '.join(NUM_ATOMS_CHOICES)}, got {how!r}")
 
 
 @torch.no_grad()

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = [
     "CheckpointError",
     "atomic_write",
@@ -62,12 +60,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`."""
+    import torch  # here, not at the top: pool workers import this module without torch
+
     with atomic_write(path, "wb") as fh:
         torch.save(obj, fh)
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` with a clear :class:`CheckpointError` on failure."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")

@@ -133,7 +133,7 @@ def test_cache_second_load_comes_from_disk(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("graph rebuilt although cached")
 
-    monkeypatch.setattr(dataset_mod, "_process_row", boom)
+    monkeypatch.setattr(dataset_mod, "process_row", boom)
     second = CrystalDataset.from_csv(path, "carbon_24", cache_dir=tmp_path / "c", progress=False)
     assert torch.equal(first.frac_coords, second.frac_coords)
     assert torch.equal(first.edge_index, second.edge_index)

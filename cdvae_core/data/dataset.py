@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing as mp
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -30,10 +29,11 @@ from cdvae_core.data.parsing import (
     BadRowError,
     CrystalRecord,
     GraphSettings,
-    parse_cif,
+    process_row,
     record_from_structure,
 )
 from cdvae_core.data.registry import DatasetInfo, get_dataset_info
+from cdvae_core.parallel import process_map
 from cdvae_core.utils import (
     atomic_torch_save,
     available_workers,
@@ -58,17 +58,6 @@ class BadRow:
 
     def __str__(self) -> str:
         return f"row {self.row} (material_id {self.material_id}): {self.reason}"
-
-
-def _process_row(args: tuple[int, str, str, int | None, GraphSettings]):
-    row, material_id, cif, max_atoms, settings = args
-    try:
-        record = record_from_structure(parse_cif(cif), max_atoms, settings)
-    except BadRowError as exc:
-        return row, material_id, None, exc.reason
-    except Exception as exc:  # a pymatgen failure on a strange structure is still a bad row
-        return row, material_id, None, f"{type(exc).__name__}: {exc}"
-    return row, material_id, record, None
 
 
 def _report_bad_rows(bad: Sequence[BadRow], source: str, on_error: OnError) -> None:
@@ -354,13 +343,18 @@ def _ranges(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return torch.arange(total) - torch.repeat_interleave(offsets - starts, counts)
 
 
-def _map(jobs, workers: int | None, progress: bool, desc: str):
+def _map(jobs, workers: int | None, progress: bool, desc: str, on_progress=None):
     workers = workers or available_workers()
-    bar = dict(total=len(jobs), desc=desc, disable=not progress, unit="crystal", mininterval=1.0)
     if workers <= 1 or len(jobs) < 8:
-        return [_process_row(j) for j in tqdm(jobs, **bar)]
-    # fork is cheap and needs no re-import; elsewhere fall back to the platform default.
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else None)
+        out = []
+        for j in tqdm(jobs, total=len(jobs), desc=desc, disable=not progress, unit="crystal",
+                      mininterval=1.0):
+            out.append(process_row(j))
+            if on_progress is not None:
+                on_progress(len(out), len(jobs))
+        return out
+    # cdvae_core.parallel: forkserver workers that import only cdvae_core.data.parsing, and a
+    # dead or stuck worker is an error naming the rows, never a hang
     chunk = max(1, min(64, len(jobs) // (workers * 8)))
-    with ctx.Pool(workers) as pool:
-        return list(tqdm(pool.imap(_process_row, jobs, chunksize=chunk), **bar))
+    return process_map(process_row, jobs, workers, desc=desc, progress=progress,
+                       chunksize=chunk, what="rows", on_progress=on_progress)

@@ -23,6 +23,7 @@ __all__ = [
     "check_structure",
     "crystalnn_edges",
     "record_from_structure",
+    "process_row",
 ]
 
 MAX_Z = 100
@@ -188,3 +189,17 @@ def record_from_structure(
         edge_index=edge_index,
         images=images,
     )
+
+
+def process_row(args: tuple[int, str, str, int | None, GraphSettings]):
+    """One CSV row ``(row, material_id, cif, max_atoms, settings)`` to
+    ``(row, material_id, record or None, reason or None)``; runs in a graph worker, which
+    imports this module only."""
+    row, material_id, cif, max_atoms, settings = args
+    try:
+        record = record_from_structure(parse_cif(cif), max_atoms, settings)
+    except BadRowError as exc:
+        return row, material_id, None, exc.reason
+    except Exception as exc:  # a pymatgen failure on a strange structure is still a bad row
+        return row, material_id, None, f"{type(exc).__name__}: {exc}"
+    return row, material_id, record, None

@@ -17,8 +17,6 @@ import functools
 import hashlib
 import importlib.resources
 import json
-import multiprocessing as mp
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import numpy as np
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
+from cdvae_core.parallel import process_map
 from cdvae_core.utils import atomic_write, available_workers, default_cache_dir
 
 __all__ = [
@@ -158,6 +157,7 @@ def parallel_map(
     desc: str = "",
     progress: bool = True,
     min_parallel: int = 16,
+    what: str = "structures",
 ) -> list[R]:
     """``[fn(x) for x in items]`` over a process pool, in order, with a progress bar.
 
@@ -166,21 +166,23 @@ def parallel_map(
         items: inputs; they are pickled to the workers in chunks.
         n_workers: processes; default all cores this process may use
             (``len(os.sched_getaffinity(0))``). 1 runs in this process.
-        desc: progress-bar label.
+        desc: progress-bar label (and the subject of a worker error).
         progress: show a tqdm bar.
         min_parallel: fewer items than this run in this process (a pool costs more).
+        what: what an item is, for the message of a dead worker.
+
+    Raises:
+        cdvae_core.parallel.WorkerError: a worker died or stalled (never a hang).
     """
     workers = min(n_workers or available_workers(), len(items))
-    bar = dict(total=len(items), desc=desc, disable=not progress, mininterval=1.0)
     if workers <= 1 or len(items) < min_parallel:
+        bar = dict(total=len(items), desc=desc, disable=not progress, mininterval=1.0)
         return [fn(x) for x in tqdm(items, **bar)]
-    # fork needs no re-import of the package in each worker (as in cdvae_core.data.dataset);
-    # elsewhere fall back to the platform default.
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else None)
-    # Chunks small enough for an even spread and a moving bar, large enough to amortise pickling.
+    # Chunks small enough for an even spread and a moving bar, large enough to amortise pickling;
+    # cdvae_core.parallel's forkserver workers import this module only (matminer, pymatgen).
     chunksize = max(1, min(32, len(items) // (workers * 8)))
-    with ctx.Pool(workers) as pool:
-        return list(tqdm(pool.imap(fn, items, chunksize=chunksize), **bar))
+    return process_map(fn, items, workers, desc=desc, progress=progress, chunksize=chunksize,
+                       what=what)
 
 
 def compute_fingerprints(
@@ -198,9 +200,6 @@ def compute_fingerprints(
     Returns:
         :class:`Fingerprints` with ``struct [N, 61]`` and ``comp [N, 132]``.
     """
-    # Built here once so that forked workers inherit them instead of each building their own.
-    _crystalnn_featurizer()
-    _magpie_featurizer()
     rows = parallel_map(
         _fingerprint_one, list(structures), n_workers, desc="fingerprints", progress=progress
     )

@@ -1,0 +1,145 @@
+"""The package's process pools: no fork of a threaded process, a dead worker is a clear error in
+bounded time, and nothing is cached from a failed run (issue 14)."""
+
+from __future__ import annotations
+
+import ast
+import multiprocessing as mp
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pymatgen.io.cif import CifWriter
+
+from cdvae_core.data.dataset import CrystalDataset
+from cdvae_core.parallel import WorkerError, pool_context, process_map
+
+from conftest import cubic_srtio3, rocksalt_nacl
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cdvae_core"
+
+
+def _csv(path: Path, n: int) -> Path:
+    rows = []
+    for i in range(n):
+        s = cubic_srtio3(3.9 + 0.001 * i) if i % 2 else rocksalt_nacl(5.6 + 0.001 * i)
+        rows.append({"material_id": f"m{i}", "cif": str(CifWriter(s)), "heat_ref": float(i)})
+    pd.DataFrame(rows).to_csv(path)
+    return path
+
+
+def test_no_fork_context_anywhere_in_the_package():
+    """A lint rule: no ``fork`` start method, no ``os.fork`` and no ``multiprocessing.Pool`` (which
+    hangs when a worker dies) in the library; pools go through cdvae_core.parallel."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value == "fork":
+                offenders.append(f"{path.name}:{node.lineno} 'fork'")
+            if isinstance(node, ast.Attribute) and node.attr in {"fork", "Pool"}:
+                offenders.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert not offenders, offenders
+    assert pool_context().get_start_method() in {"forkserver", "spawn"}
+
+
+@pytest.mark.timeout(180)
+def test_graphs_build_while_other_threads_run(tmp_path, monkeypatch):
+    """Inside Streamlit or Jupyter other threads are alive (and may hold locks) when the pool
+    starts: the build completes and this process never calls fork()."""
+    forks = []
+    real_fork = os.fork
+
+    def watching_fork():
+        forks.append(threading.active_count())
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", watching_fork)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def busy():  # holds a lock most of the time, as a server thread would
+        while not stop.is_set():
+            with lock:
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=busy, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        path = _csv(tmp_path / "val.csv", 24)
+        ds = CrystalDataset.from_csv(path, "perov_5", cache_dir=tmp_path / "c", progress=False,
+                                     workers=2)
+    finally:
+        stop.set()
+    assert len(ds) == 24
+    assert [f for f in forks if f > 1] == [], "fork() called in a process with live threads"
+
+
+def _die_on(x: int) -> int:
+    if x == 13:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def test_process_map_in_order():
+    assert process_map(abs, [-3, 2, -1, 0] * 10, 2, progress=False, chunksize=3) == [3, 2, 1, 0] * 10
+
+
+@pytest.mark.timeout(120)
+def test_dead_worker_is_an_error_naming_the_items():
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match=r"squares: a worker process died") as err:
+        process_map(_die_on, list(range(40)), 2, desc="squares", progress=False, chunksize=4)
+    assert time.monotonic() - t0 < 60
+    # the undone items are listed as ranges, and the one that killed its worker is among them
+    spans = re.search(r"Not done: items ([0-9, -]+) \(0-based\)", str(err.value)).group(1)
+    undone = set()
+    for span in spans.split(", "):
+        a, _, b = span.partition("-")
+        undone.update(range(int(a), int(b or a) + 1))
+    assert 13 in undone
+
+
+@pytest.mark.timeout(300)
+def test_killed_graph_worker_names_dataset_and_rows_and_caches_nothing(tmp_path):
+    """A graph worker killed mid-run (out of memory, a user's kill) is a WorkerError naming the
+    file and the rows left undone, within seconds; no cache file is written, and a cache written
+    by an earlier run stays as it was."""
+    path = _csv(tmp_path / "val.csv", 400)
+    cache = tmp_path / "c"
+    earlier = _csv(tmp_path / "other.csv", 8)
+    CrystalDataset.from_csv(earlier, "perov_5", cache_dir=cache, progress=False)
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+
+    killed = []
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for child in mp.active_children():
+                if "Process" in type(child).__name__ or child.name.startswith("Spawn") \
+                        or child.name.startswith("ForkServer"):
+                    time.sleep(1.0)  # let it start on its rows
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+                    return
+            time.sleep(0.05)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError) as err:
+        CrystalDataset.from_csv(path, "perov_5", cache_dir=cache, progress=False, workers=2)
+    waited = time.monotonic() - t0
+    th.join(5)
+    assert killed
+    msg = str(err.value)
+    assert "perov_5/val.csv" in msg and "rows" in msg and "died" in msg
+    assert waited < 120
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before

@@ -13,7 +13,7 @@ from pymatgen.io.cif import CifWriter
 
 from cdvae_core.data import dataset as dataset_mod
 from cdvae_core.data.dataset import CrystalDataset
-from cdvae_core.data.parsing import BadRowError, crystalnn_edges
+from cdvae_core.data.parsing import BadRowError, crystalnn_edges, parse_cif
 from cdvae_core.data.registry import DATASETS, get_dataset_info
 from cdvae_core.data.scaler import StandardScaler, fit_scalers, lattice_targets
 from cdvae_core.data.splits import MissingTrainSplitWarning, load_training_splits
@@ -231,3 +231,52 @@ def test_cached_load_of_perov5_test_is_fast():
     # generous bound to catch a cache that is not used at all (a cold build takes minutes);
     # the measured figure is recorded by benchmarks/bench_data.py
     assert elapsed < 30
+
+
+# ---------------------------------------------------------------------------- CIF problems
+def _bad_cifs() -> dict[str, tuple[str, str]]:
+    """name -> (CIF text, words the message must contain)."""
+    good = _cif(cubic_srtio3())
+    return {
+        "truncated": (good[: len(good) * 2 // 3], "truncated"),
+        "zero-length cell": (good.replace("_cell_length_a   3.90500000", "_cell_length_a   0"),
+                             "cell length a is 0"),
+        "flat cell (gamma 180)": (good.replace("_cell_angle_gamma   90.00000000",
+                                               "_cell_angle_gamma   180"), "angle gamma"),
+        "flat cell (angles)": (good.replace("_cell_angle_alpha   90.00000000",
+                                            "_cell_angle_alpha   10")
+                               .replace("_cell_angle_beta   90.00000000",
+                                        "_cell_angle_beta   10"), "flat"),
+        "negative length": (good.replace("_cell_length_b   3.90500000", "_cell_length_b   -2"),
+                            "must be positive"),
+        "NaN length": (good.replace("_cell_length_c   3.90500000", "_cell_length_c   nan"),
+                       "not a number"),
+        "no cell": ("\n".join(x for x in good.splitlines() if not x.startswith("_cell_length")),
+                    "_cell_length_a is missing"),
+        "no atoms": (good.split("loop_\n _atom_site_type_symbol")[0], "no atom positions"),
+        "not a CIF": ("SrTiO3\n1.0\n3.9 0 0\n0 3.9 0\n0 0 3.9\nSr Ti O\n1 1 3\ndirect\n",
+                      "not a CIF file"),
+        "occupancy 2": (good.replace("0.00000000  0.00000000  0.00000000  1",
+                                     "0.00000000  0.00000000  0.00000000  2"), "occupancy 2"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_bad_cifs()))
+def test_bad_cif_messages_name_the_culprit(name):
+    """Issue 14: pymatgen answers a truncated CIF with 'ZeroDivisionError: integer modulo by
+    zero' and a flat or zero-length cell with 'Invalid CIF file with no structures!'; the reader
+    says what is wrong with the file instead."""
+    text, words = _bad_cifs()[name]
+    with pytest.raises(BadRowError) as err:
+        parse_cif(text)
+    msg = str(err.value)
+    assert words in msg, msg
+    for raw in ("ZeroDivisionError", "modulo", "no structures!", "Traceback"):
+        assert raw not in msg
+
+
+def test_good_cif_has_no_problem():
+    from cdvae_core.data.parsing import explain_cif_problem
+
+    assert explain_cif_problem(_cif(cubic_srtio3())) is None
+    assert explain_cif_problem(_cif(rocksalt_nacl())) is None

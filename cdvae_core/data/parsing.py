@@ -19,6 +19,7 @@ __all__ = [
     "CrystalRecord",
     "GraphSettings",
     "parse_cif",
+    "explain_cif_problem",
     "canonical_structure",
     "check_structure",
     "crystalnn_edges",
@@ -83,16 +84,95 @@ class CrystalRecord:
 
 
 def parse_cif(cif: str) -> Structure:
-    """pymatgen Structure of a CIF string; :class:`BadRowError` if it cannot be read."""
+    """pymatgen Structure of a CIF string; :class:`BadRowError` saying what is wrong with the
+    file (in crystallographic terms, see :func:`explain_cif_problem`) if it cannot be read."""
     if not isinstance(cif, str) or not cif.strip():
         raise BadRowError("empty CIF")
+    problem = explain_cif_problem(cif)
+    if problem is not None:
+        raise BadRowError(problem)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             structure = Structure.from_str(cif, fmt="cif")
     except Exception as exc:  # pymatgen raises many types for a bad CIF
-        raise BadRowError(f"unparsable CIF ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).splitlines() or [""])[0]
+        raise BadRowError(f"pymatgen could not build a structure from this CIF ({first})") from None
     return structure
+
+
+_CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
+              "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+
+
+def _cif_number(value) -> float:
+    """A CIF numeric value: '3.905(2)' -> 3.905; raises ValueError for text, '?' or '.'."""
+    text = str(value).strip().split("(")[0]
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
+def explain_cif_problem(cif: str) -> str | None:
+    """What makes ``cif`` unusable, in the user's terms, or None when nothing obvious is wrong.
+
+    pymatgen answers a truncated file with ``ZeroDivisionError: integer modulo by zero`` and a
+    zero-length, flat or cell-less one with ``Invalid CIF file with no structures!``; this reads
+    the file's tags first (pymatgen's own CIF tokenizer, no structure built) and names the
+    culprit: no data block, a loop cut off, a missing or impossible cell parameter, no atom
+    positions, a coordinate or occupancy that is not a number.
+    """
+    from pymatgen.io.cif import CifFile
+
+    if "data_" not in cif:
+        return "no CIF data block (a line starting with data_): this is not a CIF file"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = list(CifFile.from_str(cif).data.values())
+    except Exception:
+        return ("the CIF is truncated or malformed: a loop_ ends before its values (the file "
+                "may have been cut off)")
+    if not blocks:
+        return "no CIF data block found"
+    data = blocks[0].data
+    params = []
+    for tag in _CELL_TAGS:
+        name = tag.replace("_cell_", "").replace("_", " ")
+        if tag not in data:
+            return f"the cell parameter {tag} is missing"
+        try:
+            params.append(_cif_number(data[tag]))
+        except ValueError:
+            return f"the cell parameter {tag} is {data[tag]!r}, not a number"
+        if tag.startswith("_cell_length") and params[-1] <= 0:
+            return f"the cell {name} is {params[-1]:g} Å: lengths must be positive"
+        if tag.startswith("_cell_angle") and not 0 < params[-1] < 180:
+            return f"the cell {name} is {params[-1]:g}°: angles must lie between 0 and 180°"
+    ca, cb, cg = (math.cos(math.radians(x)) for x in params[3:])
+    volume_factor = 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg
+    volume = params[0] * params[1] * params[2] * math.sqrt(max(volume_factor, 0.0))
+    if volume < MIN_VOLUME_PER_CELL:
+        return (f"the cell is flat: angles {params[3]:g}°, {params[4]:g}°, {params[5]:g}° with "
+                f"lengths {params[0]:g}, {params[1]:g}, {params[2]:g} Å enclose no volume")
+    frac = all(f"_atom_site_fract_{x}" in data for x in "xyz")
+    cart = all(f"_atom_site_Cartn_{x}" in data for x in "xyz")
+    if not (frac or cart):
+        return "the CIF has no atom positions (no _atom_site_fract_x/y/z loop)"
+    keys = [f"_atom_site_fract_{x}" if frac else f"_atom_site_Cartn_{x}" for x in "xyz"]
+    if "_atom_site_occupancy" in data:
+        keys.append("_atom_site_occupancy")
+    for key in keys:
+        values = data[key] if isinstance(data[key], list) else [data[key]]
+        for i, value in enumerate(values):
+            try:
+                number = _cif_number(value)
+            except ValueError:
+                return f"atom site {i}: {key} is {value!r}, not a number"
+            if key == "_atom_site_occupancy" and not 0 < number <= 1 + 1e-6:
+                return f"atom site {i}: occupancy {number:g} (must lie in (0, 1])"
+    return None
 
 
 def check_structure(structure: Structure, max_atoms: int | None = None) -> None:

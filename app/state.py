@@ -8,7 +8,9 @@ sessions never see each other's work.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
+from components.loading import MapJob
 
 from cdvae_core import viz
 from cdvae_core.data.dataset import CrystalDataset
@@ -23,9 +26,12 @@ from cdvae_core.data.registry import DatasetInfo, get_dataset_info
 from cdvae_core.data.splits import dataset_dir, load_split
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.sampling import LangevinConfig, get_preset
-from cdvae_core.training.checkpoint import CheckpointError, load_model
+from cdvae_core.training.checkpoint import CheckpointError, load_model, safe_torch_load
+from cdvae_core.utils import atomic_write, default_cache_dir, file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
+#: the shipped model the app opens on unless told otherwise (CDVAE_CHECKPOINT, the sidebar)
+DEFAULT_MODEL_FOLDER = "perov_5"
 #: session keys holding latent vectors or results of the loaded model
 MODEL_STATE = ("selected", "point_A", "point_B", "uploads", "interp", "traj", "steer_result",
                "recon", "gallery", "focus", "_last_click", "relax")
@@ -40,7 +46,39 @@ def checkpoint_candidates() -> list[Path]:
     if single:
         return [Path(single)]
     root = Path(os.environ.get("CDVAE_CHECKPOINTS_DIR", REPO / "checkpoints"))
-    return sorted(root.glob("*/model.pt")) + sorted(root.glob("*.pt"))
+    found = sorted(root.glob("*/model.pt")) + sorted(root.glob("*.pt"))
+    # the Perov-5 model first (the app opens on it): its property is the formation energy
+    # (heat_ref) the steering page is about; the others follow in alphabetical order
+    return sorted(found, key=lambda p: p.parent.name != DEFAULT_MODEL_FOLDER)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def checkpoint_summary(path: str, mtime: float) -> str:
+    """One line on what a model file is: dataset, property, training data, epoch."""
+    try:
+        obj = safe_torch_load(path)
+        cfg, split = obj.get("config") or {}, obj.get("split_policy") or {}
+        training = obj.get("training") or {}
+    except CheckpointError:
+        return "unreadable file"
+    if not cfg:  # a Lightning training checkpoint of ours
+        cfg = (obj.get("hyper_parameters") or {}).get("model_config") or {}
+        split = (obj.get("hyper_parameters") or {}).get("split_policy") or {}
+        training = {"best_epoch": obj.get("epoch")}
+    try:
+        title = get_dataset_info(cfg.get("dataset", "?")).title
+    except KeyError:
+        title = str(cfg.get("dataset", "unknown dataset"))
+    if split.get("train_file") == "train.csv":
+        data = "trained on the upstream train.csv"
+    elif split.get("train_file") == "val.csv":
+        data = (f"trained on val.csv minus a {100 * split.get('holdout_fraction', 0):.0f} % "
+                "hold-out")
+    else:
+        data = "training data not recorded"
+    epoch = training.get("best_epoch", training.get("epoch"))
+    return (f"{title}, property {cfg.get('property_column', '?')}, {data}"
+            + (f", epoch {epoch}" if epoch is not None else ""))
 
 
 def default_data_dir() -> str:
@@ -103,15 +141,7 @@ class TestSet:
     comp: np.ndarray  # [M, 100] element fractions (nearest-material search)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def load_test_set(data_dir: str, dataset: str, limit: int) -> TestSet:
-    """The first ``limit`` crystals (0: all) of ``data_dir``'s test split; graphs are built
-    once and cached on disk by the data layer, the rest here, once per process."""
-    with st.spinner(f"Reading the {dataset} test set (graphs are cached on disk after the "
-                    "first time)..."):
-        ds = load_split(data_dir, dataset, "test", progress=False)
-    if limit and limit < len(ds):
-        ds = ds.subset(range(limit))
+def _test_set(ds: CrystalDataset) -> TestSet:
     types = [ds.atom_types[int(s): int(s) + int(n)].tolist()
              for s, n in zip(ds.atom_start, ds.num_atoms, strict=True)]
     return TestSet(ds, viz.dataset_table(ds), viz.composition_vectors(types))
@@ -126,16 +156,76 @@ class LatentMap:
     projection: viz.Projection
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def encode_test_set(model_key: str, _model: CDVAE, data_dir: str, dataset: str, limit: int):
-    """Encode the test set once per (model, data) and fit the PCA on it."""
-    test = load_test_set(data_dir, dataset, limit)
-    bar = st.progress(0.0, text=f"Encoding {len(test.dataset)} test crystals (once)...")
-    z = viz.encode_in_chunks(_model, test.dataset, progress=lambda f: bar.progress(f))
-    bar.empty()
-    z = z.numpy()
+def prepare_map(model: CDVAE, model_path: str, data_dir: str, dataset: str, limit: int,
+                report) -> tuple:
+    """(TestSet, LatentMap) of the first ``limit`` crystals (0: all) of ``data_dir``'s test
+    split: graphs (built once, then cached on disk by the data layer), latent means (cached on
+    disk too, keyed by the model file's and the crystals' content), PCA.
+    ``report(phase, done, total)`` follows the work (it runs in a :class:`MapJob` thread)."""
+    ds = load_split(data_dir, dataset, "test", progress=False,
+                    on_progress=lambda done, total: report("graphs", done, total))
+    if limit and limit < len(ds):
+        ds = ds.subset(range(limit))
+    test = _test_set(ds)
+    n = len(ds)
+    report("encoding", 0, n)
+    cache = _latent_cache_file(model_path, ds)
+    z = _read_latents(cache, n, model.cfg.latent_dim)
+    if z is None:
+        z = viz.encode_in_chunks(model, ds, progress=lambda f: report("encoding", round(f * n), n))
+        z = z.numpy()
+        with atomic_write(cache, "wb") as fh:
+            np.save(fh, z)
     projection = viz.fit_projection(z)
-    return LatentMap(z, projection.transform(z), projection)
+    return test, LatentMap(z, projection.transform(z), projection)
+
+
+def _latent_cache_file(model_path: str, ds: CrystalDataset) -> Path:
+    """Where the latent means of ``ds`` under the model file ``model_path`` are kept: the key
+    hashes the model file and every crystal's lattice, types and coordinates."""
+    h = hashlib.sha256(file_sha256(model_path).encode())
+    for t in (ds.lengths, ds.angles_deg, ds.atom_types, ds.frac_coords, ds.num_atoms):
+        h.update(t.numpy().tobytes())
+    return default_cache_dir() / "latents" / f"z-{h.hexdigest()[:32]}.npy"
+
+
+def _read_latents(path: Path, n: int, dim: int) -> np.ndarray | None:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return z if z.shape == (n, dim) and np.isfinite(z).all() else None  # else: recomputed
+
+
+@st.cache_resource(show_spinner=False)
+def _map_jobs() -> dict:
+    """Process-wide registry of map jobs, one per (model, data, limit), shared by sessions."""
+    return {"lock": threading.Lock(), "jobs": {}}
+
+
+def map_job(model_key: str, model: CDVAE, model_path: str, data_dir: str, dataset: str,
+            limit: int) -> MapJob:
+    """The (running or finished) job preparing this model's latent map of this test set; started
+    on first request. A failed job is forgotten once reported, so the next run tries again."""
+    registry = _map_jobs()
+    key = (model_key, data_dir, dataset, limit)
+    with registry["lock"]:
+        job = registry["jobs"].get(key)
+        created = job is None
+        if created:
+            job = MapJob(lambda report: prepare_map(model, model_path, data_dir, dataset, limit,
+                                                    report),
+                         name=f"latent map {dataset}")
+            registry["jobs"][key] = job
+    if created:
+        job.wait(timeout=2.0)  # a cached test set is ready by then: no progress flashes by
+    return job
+
+
+def forget_map_job(model_key: str, data_dir: str, dataset: str, limit: int) -> None:
+    registry = _map_jobs()
+    with registry["lock"]:
+        registry["jobs"].pop((model_key, data_dir, dataset, limit), None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -159,6 +249,7 @@ class Context:
     data_dir: str
     test: TestSet | None
     latents: LatentMap | None
+    map_job: MapJob | None = None  # still preparing the test set's map (None: not wanted)
 
     @property
     def map(self) -> LatentMap:
@@ -182,7 +273,10 @@ def sidebar() -> Context | None:
         path = Path(custom)
     elif found:
         path = st.sidebar.selectbox(
-            "Checkpoint", found, format_func=lambda p: str(_short(p)), key="checkpoint"
+            "Model", found, key="checkpoint",
+            # one line per model: what it is, not only where it lies
+            format_func=lambda p: (f"{checkpoint_summary(str(p), p.stat().st_mtime)} "
+                                   f"({_short(p)})"),
         )
     else:
         st.error(
@@ -198,8 +292,9 @@ def sidebar() -> Context | None:
         return None
     dataset = get_dataset_info(model.cfg.dataset)
     st.sidebar.caption(
-        f"{dataset.title} model, {model.num_parameters():,} parameters, latent {model.cfg.latent_dim}"
-        f", on {device().type.upper()}"
+        f"**{checkpoint_summary(str(path), path.stat().st_mtime)}**. "
+        f"{model.num_parameters():,} parameters, latent {model.cfg.latent_dim}, on "
+        f"{device().type.upper()}."
     )
     data_dir = st.sidebar.text_input(
         "Data directory (optional)", value=default_data_dir(), key="data_dir",
@@ -216,20 +311,33 @@ def sidebar() -> Context | None:
         for name in MODEL_STATE:
             st.session_state.pop(name, None)
         st.session_state["model_key"] = key
+    job = None
     if data_dir:
         csv = dataset_dir(data_dir, dataset) / "test.csv"
         if not csv.is_file():
             st.sidebar.warning(f"No {dataset.name} test.csv under {data_dir}: using the prior only.")
         else:
-            try:
-                test = load_test_set(data_dir, dataset.name, limit)
-                latents = encode_test_set(key, model, data_dir, dataset.name, limit)
-            except Exception as exc:  # a broken CSV must not take the whole app down
-                st.sidebar.error(f"Could not read the test set: {exc}")
-                test = latents = None
+            # prepared in a background thread: no page waits for it, the map page shows progress
+            job = map_job(key, model, str(path), data_dir, dataset.name, limit)
+            if job.done and job.error is None:
+                test, latents = job.result
+                job = None
+            elif job.done:  # a broken CSV must not take the whole app down
+                st.sidebar.error(f"Could not read the test set: {_user_message(job.error)}")
+                forget_map_job(key, data_dir, dataset.name, limit)
+                job = None
+            else:
+                st.sidebar.info(f"{job.progress().line()}. The latent map appears when it is "
+                                "done; the other pages work meanwhile.")
     if test is not None:
         st.sidebar.caption(f"Test set: {len(test.dataset)} crystals encoded.")
-    return Context(model, info, key, str(path), dataset, data_dir, test, latents)
+    return Context(model, info, key, str(path), dataset, data_dir, test, latents, job)
+
+
+def _user_message(exc: BaseException) -> str:
+    """The first line of an error, without the exception class (the user's terms)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _short(path: Path) -> Path:

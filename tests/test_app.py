@@ -3,6 +3,7 @@ and runs its features on a tiny random-weight checkpoint without an exception.""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -83,7 +84,30 @@ def app(app_env, monkeypatch):
     at = AppTest.from_file(MAIN, default_timeout=180)
     at.run()
     assert not at.exception, at.exception
-    return at
+    return until_map_ready(at)
+
+
+def _preparing(at: AppTest) -> bool:
+    return (any("The latent map appears when it is done" in i.value for i in at.sidebar.info)
+            or any("Preparing the latent map" in i.value for i in at.info))
+
+
+def until_map_ready(at: AppTest, timeout_s: float = 120.0) -> AppTest:
+    """``at`` once the test set's latent map (prepared in a background thread shared by every
+    session of the process) is shown; if it had to wait, a fresh AppTest run after it (AppTest
+    drops the sidebar of a page rerun under st.navigation)."""
+    if not _preparing(at):
+        return at
+    deadline = time.monotonic() + timeout_s
+    while _preparing(at):
+        assert time.monotonic() < deadline, "the latent map was not ready in time"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+    fresh = AppTest.from_file(MAIN, default_timeout=180)
+    fresh.run()
+    assert not fresh.exception, fresh.exception
+    return fresh
 
 
 def ok(at: AppTest) -> AppTest:
@@ -109,7 +133,7 @@ def select_first_test_material(at: AppTest) -> AppTest:
 # ---------------------------------------------------------------------------- model and data
 def test_loads_model_and_encodes_test_set(app):
     captions = " ".join(c.value for c in app.sidebar.caption)
-    assert "Perov-5 model" in captions and "6 crystals encoded" in captions
+    assert "Perov-5, property heat_ref" in captions and "6 crystals encoded" in captions
     assert app.title[0].value == "Latent explorer"
     assert "No z selected" in texts(app)
 
@@ -120,7 +144,27 @@ def test_finds_shipped_checkpoints_in_a_folder(app_env, monkeypatch):
     monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["root"] / "no-data-here"))
     at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
     assert at.sidebar.selectbox(key="checkpoint").value == app_env["ckpt"]
-    assert "Perov-5 model" in " ".join(c.value for c in at.sidebar.caption)
+    assert "Perov-5, property heat_ref" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_opens_on_the_perov_5_model_and_says_what_each_model_is(monkeypatch):
+    """Issue 14: with the shipped folders (carbon_24 sorts first) the app opens on Perov-5, and
+    the model choice names dataset, property and training data of each model in one line."""
+    shipped = Path(MAIN).parents[1] / "checkpoints"
+    if not (shipped / "perov_5" / "model.pt").is_file():
+        pytest.skip("no shipped checkpoints in this checkout")
+    monkeypatch.delenv("CDVAE_CHECKPOINT", raising=False)
+    monkeypatch.setenv("CDVAE_CHECKPOINTS_DIR", str(shipped))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(shipped / "no-data-here"))
+    at = ok(AppTest.from_file(MAIN, default_timeout=300).run())
+    box = at.sidebar.selectbox(key="checkpoint")
+    assert box.value == shipped / "perov_5" / "model.pt"
+    lines = box.options
+    assert len(lines) >= 2
+    assert lines[0].startswith("Perov-5, property heat_ref, trained on"), lines
+    carbon = [x for x in lines if x.startswith("Carbon-24")]
+    assert carbon and "property energy_per_atom, trained on val.csv minus a 10 % hold-out" \
+        in carbon[0], lines
 
 
 def test_switching_model_clears_its_latent_state(app_env, monkeypatch, tmp_path):
@@ -196,8 +240,8 @@ def test_latent_select_readout_and_interpolation(app):
 def test_sessions_are_independent(app_env, monkeypatch):
     monkeypatch.setenv("CDVAE_CHECKPOINT", str(app_env["ckpt"]))
     monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["data"]))
-    one = ok(AppTest.from_file(MAIN, default_timeout=120).run())
-    two = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+    one = until_map_ready(ok(AppTest.from_file(MAIN, default_timeout=120).run()))
+    two = until_map_ready(ok(AppTest.from_file(MAIN, default_timeout=120).run()))
     one.button(key="draw_prior").click().run()
     assert "selected" in one.session_state
     two.run()
@@ -322,6 +366,24 @@ def test_bad_uploads_give_a_message(app, cif, reason):
         assert not at.error
     else:
         assert any(reason in e.value for e in at.error), [e.value for e in at.error]
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [(lambda c: c[: len(c) * 2 // 3], "truncated"),
+     (lambda c: c.replace("_cell_length_a   3.90500000", "_cell_length_a   0"), "length a is 0"),
+     (lambda c: c.replace("_cell_angle_gamma   90.00000000", "_cell_angle_gamma   180"),
+      "angle gamma")],
+    ids=["truncated", "zero-length cell", "flat cell"],
+)
+def test_broken_cif_upload_says_what_is_wrong(app, edit, words):
+    """Issue 14: no raw exception text (ZeroDivisionError, 'Invalid CIF file with no
+    structures!'), a sentence about the file."""
+    at = app.switch_page("pages/upload.py").run()
+    at.text_area(key="cif_text").input(edit(structure_to_cif(cubic_srtio3()))).run()
+    errors = [e.value for e in ok(at).error]
+    assert any(words in e for e in errors), errors
+    assert not any("ZeroDivisionError" in e or "no structures!" in e for e in errors), errors
 
 
 def test_disordered_upload_is_refused(app):

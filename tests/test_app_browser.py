@@ -12,6 +12,7 @@ skipped, except under CI (``$CI`` set), where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -50,25 +51,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(app_env):  # noqa: F811
-    """URL of the app under test: ``$CDVAE_APP_URL``, or a fresh server on the tiny model."""
-    if os.environ.get("CDVAE_APP_URL"):
-        yield os.environ["CDVAE_APP_URL"].rstrip("/")
-        return
+@contextlib.contextmanager
+def streamlit_server(env: dict, log_path: Path, timeout: float = 120.0):
+    """``streamlit run app/main.py`` on a free loopback port with ``env`` added; yields its URL
+    once the server answers its health check; stopped on exit."""
     port = _free_port()
-    env = {**os.environ, "CDVAE_CHECKPOINT": str(app_env["ckpt"]),
-           "CDVAE_DATA_DIR": str(app_env["data"]), "CDVAE_CACHE_DIR": str(app_env["cache"]),
-           "CDVAE_APP_STEPS": "1"}
-    log = open(app_env["root"] / "streamlit.log", "w")  # noqa: SIM115 (closed in teardown)
+    log = open(log_path, "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
@@ -78,8 +74,7 @@ def app_url(app_env):  # noqa: F811
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                pytest.fail("streamlit did not start:\n"
-                            + (app_env["root"] / "streamlit.log").read_text()[-3000:])
+                pytest.fail("streamlit did not start:\n" + log_path.read_text()[-3000:])
             time.sleep(0.5)
         yield url
     finally:
@@ -90,6 +85,18 @@ def app_url(app_env):  # noqa: F811
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(app_env):  # noqa: F811
+    """URL of the app under test: ``$CDVAE_APP_URL``, or a fresh server on the tiny model."""
+    if os.environ.get("CDVAE_APP_URL"):
+        yield os.environ["CDVAE_APP_URL"].rstrip("/")
+        return
+    env = {"CDVAE_CHECKPOINT": str(app_env["ckpt"]), "CDVAE_DATA_DIR": str(app_env["data"]),
+           "CDVAE_CACHE_DIR": str(app_env["cache"]), "CDVAE_APP_STEPS": "1"}
+    with streamlit_server(env, app_env["root"] / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +112,13 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
-    """A page in which every request off the loopback interface is aborted and recorded."""
+def offline_page(browser, url: str):
+    """A new page on ``url`` in which every request off the loopback interface is aborted and
+    recorded in ``page.blocked``; close it with ``page.context.close()``."""
     assert (REPO / "app" / "static" / "3Dmol-min.js").is_file(), (
         "app/static/3Dmol-min.js is missing: run `bash scripts/fetch_3dmol.sh` (setup does)")
     ARTIFACTS.mkdir(exist_ok=True)
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
     pg = context.new_page()
     pg.blocked = []
 
@@ -124,9 +131,16 @@ def page(browser, app_url):
             r.abort()
 
     pg.route("**/*", route)
-    pg.goto(app_url)
+    pg.goto(url)
+    return pg
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A page in which every request off the loopback interface is aborted and recorded."""
+    pg = offline_page(browser, app_url)
     yield pg
-    context.close()
+    pg.context.close()
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -14,6 +14,23 @@ from cdvae_core import viz
 
 ctx = state.context()
 st.title("Latent explorer")
+if ctx.map_job is not None and not ctx.map_job.wait(timeout=3.0):
+    # the test set is still being prepared (cold cache): report progress until it is done,
+    # then run the page again with the map; the other pages work meanwhile
+    @st.fragment(run_every=1.0)
+    def _progress(job=ctx.map_job):
+        if job.done:
+            st.rerun(scope="app")
+        p = job.progress()
+        st.info(f"Preparing the latent map of the {ctx.dataset.title} test set. {p.line()}.")
+        if p.total:
+            st.progress(min(1.0, p.done / p.total))
+        st.caption("Only the first launch builds the crystal graphs; they are cached on disk "
+                   "for every later launch. The denoising viewer, steering, upload and gallery "
+                   "pages work meanwhile (from the prior).")
+
+    _progress()
+    st.stop()
 lm = ctx.map
 sel = state.selected()
 if ctx.test is None:

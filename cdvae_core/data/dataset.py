@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -182,8 +182,12 @@ class CrystalDataset(torch.utils.data.Dataset):
         settings: GraphSettings = GraphSettings(),
         progress: bool = True,
         use_cache: bool = True,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> CrystalDataset:
         """Read a benchmark CSV file; graphs are built in parallel and cached on disk.
+
+        ``on_progress(done, total)`` is called as rows are processed (not for a cached load),
+        e.g. by the app's progress line; it runs in the calling process.
 
         The cache key is the file's SHA-256 plus the dataset and graph settings, so an edited
         file or other settings never reuse a stale cache. Bad rows are reported with row number
@@ -224,7 +228,8 @@ class CrystalDataset(torch.utils.data.Dataset):
             (i, str(mid), cif, info.max_atoms, settings)
             for i, (mid, cif) in enumerate(zip(df["material_id"], df["cif"], strict=True))
         ]
-        results = _map(jobs, workers, progress, desc=f"{info.name}/{path.name}")
+        results = _map(jobs, workers, progress, desc=f"{info.name}/{path.name}",
+                       on_progress=on_progress)
         records, rows, ids, bad = [], [], [], []
         for row, mid, record, reason in results:
             if record is None:

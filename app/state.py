@@ -17,13 +17,14 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from cdvae_core import viz
+from cdvae_core import explore
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.data.registry import DatasetInfo, get_dataset_info
 from cdvae_core.data.splits import dataset_dir, load_split
+from cdvae_core.diffusion.langevin import LangevinConfig
+from cdvae_core.diffusion.presets import get_preset
 from cdvae_core.model.cdvae import CDVAE
-from cdvae_core.sampling import LangevinConfig, get_preset
-from cdvae_core.training.checkpoint import CheckpointError, load_model
+from cdvae_core.model.checkpoint import CheckpointError, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 #: session keys holding latent vectors or results of the loaded model
@@ -99,7 +100,7 @@ class TestSet:
     """The test split of a dataset with what the pages show about each crystal."""
 
     dataset: CrystalDataset
-    table: pd.DataFrame  # viz.dataset_table columns
+    table: pd.DataFrame  # explore.dataset_table columns
     comp: np.ndarray  # [M, 100] element fractions (nearest-material search)
 
 
@@ -114,7 +115,7 @@ def load_test_set(data_dir: str, dataset: str, limit: int) -> TestSet:
         ds = ds.subset(range(limit))
     types = [ds.atom_types[int(s): int(s) + int(n)].tolist()
              for s, n in zip(ds.atom_start, ds.num_atoms, strict=True)]
-    return TestSet(ds, viz.dataset_table(ds), viz.composition_vectors(types))
+    return TestSet(ds, explore.dataset_table(ds), explore.composition_vectors(types))
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class LatentMap:
 
     z: np.ndarray  # [M, latent]
     xy: np.ndarray  # [M, 2]
-    projection: viz.Projection
+    projection: explore.Projection
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -131,10 +132,10 @@ def encode_test_set(model_key: str, _model: CDVAE, data_dir: str, dataset: str, 
     """Encode the test set once per (model, data) and fit the PCA on it."""
     test = load_test_set(data_dir, dataset, limit)
     bar = st.progress(0.0, text=f"Encoding {len(test.dataset)} test crystals (once)...")
-    z = viz.encode_in_chunks(_model, test.dataset, progress=lambda f: bar.progress(f))
+    z = explore.encode_in_chunks(_model, test.dataset, progress=lambda f: bar.progress(f))
     bar.empty()
     z = z.numpy()
-    projection = viz.fit_projection(z)
+    projection = explore.fit_projection(z)
     return LatentMap(z, projection.transform(z), projection)
 
 
@@ -142,7 +143,7 @@ def encode_test_set(model_key: str, _model: CDVAE, data_dir: str, dataset: str, 
 def prior_map(model_key: str, latent_dim: int, n: int = 500) -> LatentMap:
     """Without a test set the map shows draws from the prior N(0, I) in their own PCA frame."""
     z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(0)).numpy()
-    projection = viz.fit_projection(z)
+    projection = explore.fit_projection(z)
     return LatentMap(z, projection.transform(z), projection)
 
 

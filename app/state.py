@@ -20,14 +20,15 @@ import streamlit as st
 import torch
 from components.loading import MapJob
 
-from cdvae_core import viz
+from cdvae_core import explore
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.data.registry import DatasetInfo, get_dataset_info
 from cdvae_core.data.splits import dataset_dir, load_split
+from cdvae_core.diffusion.langevin import LangevinConfig
+from cdvae_core.diffusion.presets import get_preset
 from cdvae_core.model.cdvae import CDVAE
-from cdvae_core.sampling import LangevinConfig, get_preset
-from cdvae_core.training.checkpoint import CheckpointError, load_model, safe_torch_load
-from cdvae_core.utils import atomic_write, default_cache_dir, file_sha256
+from cdvae_core.model.checkpoint import CheckpointError, load_model
+from cdvae_core.utils import atomic_write, default_cache_dir, file_sha256, safe_torch_load
 
 REPO = Path(__file__).resolve().parents[1]
 #: the shipped model the app opens on unless told otherwise (CDVAE_CHECKPOINT, the sidebar)
@@ -137,14 +138,14 @@ class TestSet:
     """The test split of a dataset with what the pages show about each crystal."""
 
     dataset: CrystalDataset
-    table: pd.DataFrame  # viz.dataset_table columns
+    table: pd.DataFrame  # explore.dataset_table columns
     comp: np.ndarray  # [M, 100] element fractions (nearest-material search)
 
 
 def _test_set(ds: CrystalDataset) -> TestSet:
     types = [ds.atom_types[int(s): int(s) + int(n)].tolist()
              for s, n in zip(ds.atom_start, ds.num_atoms, strict=True)]
-    return TestSet(ds, viz.dataset_table(ds), viz.composition_vectors(types))
+    return TestSet(ds, explore.dataset_table(ds), explore.composition_vectors(types))
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class LatentMap:
 
     z: np.ndarray  # [M, latent]
     xy: np.ndarray  # [M, 2]
-    projection: viz.Projection
+    projection: explore.Projection
 
 
 def prepare_map(model: CDVAE, model_path: str, data_dir: str, dataset: str, limit: int,
@@ -172,11 +173,11 @@ def prepare_map(model: CDVAE, model_path: str, data_dir: str, dataset: str, limi
     cache = _latent_cache_file(model_path, ds)
     z = _read_latents(cache, n, model.cfg.latent_dim)
     if z is None:
-        z = viz.encode_in_chunks(model, ds, progress=lambda f: report("encoding", round(f * n), n))
+        z = explore.encode_in_chunks(model, ds, progress=lambda f: report("encoding", round(f * n), n))
         z = z.numpy()
         with atomic_write(cache, "wb") as fh:
             np.save(fh, z)
-    projection = viz.fit_projection(z)
+    projection = explore.fit_projection(z)
     return test, LatentMap(z, projection.transform(z), projection)
 
 
@@ -232,7 +233,7 @@ def forget_map_job(model_key: str, data_dir: str, dataset: str, limit: int) -> N
 def prior_map(model_key: str, latent_dim: int, n: int = 500) -> LatentMap:
     """Without a test set the map shows draws from the prior N(0, I) in their own PCA frame."""
     z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(0)).numpy()
-    projection = viz.fit_projection(z)
+    projection = explore.fit_projection(z)
     return LatentMap(z, projection.transform(z), projection)
 
 

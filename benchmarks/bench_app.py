@@ -1,9 +1,9 @@
 """Time what the app's denoising viewer does: from pressing "Run" to the first 3D frame, and a
 whole default trajectory of a Perov-5 material.
 
-Library level, as the page does it: :func:`cdvae_core.sampling.decode` with a callback under
+Library level, as the page does it: :func:`cdvae_core.model.decode` with a callback under
 the app's default sampler (the ``interactive`` preset, about 60 frames kept); the first frame
-counts as shown once its viewer payload (:func:`cdvae_core.viz.viewer_frame`) is serialised to
+counts as shown once its viewer payload (:func:`cdvae_core.explore.trajectory.viewer_frame`) is serialised to
 the JSON the viewer component receives. "Whole" adds what the page builds after the run (every
 frame's payload, the extended XYZ trajectory). The browser's own drawing is not included.
 
@@ -39,14 +39,16 @@ from pathlib import Path
 import torch
 from pymatgen.core import Lattice
 
-from cdvae_core import viz
+from cdvae_core import explore
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.data.scaler import StandardScaler
+from cdvae_core.diffusion.langevin import LangevinConfig, keep_frames
+from cdvae_core.diffusion.presets import get_preset
 from cdvae_core.io import atomic_write
 from cdvae_core.model.cdvae import CDVAE
+from cdvae_core.model.checkpoint import load_model
 from cdvae_core.model.config import ModelConfig
-from cdvae_core.sampling import decode, encode_dataset, get_preset
-from cdvae_core.training.checkpoint import load_model
+from cdvae_core.model.decode import decode, decode_steps, encode_dataset
 from cdvae_core.utils import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,9 +80,10 @@ def _model(path: str | None) -> tuple[CDVAE, dict]:
 
 def run_once(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, seed: int) -> dict:
     """One run as the viewer does it; seconds from the start of the run."""
-    cfg = viz.sampler_config(model.sigmas, get_preset("interactive").n_step_each,
-                             get_preset("interactive").step_lr, FRAMES)
-    readout = viz.read_latent(model, z)
+    preset = get_preset("interactive")
+    cfg = keep_frames(LangevinConfig(n_step_each=preset.n_step_each, step_lr=preset.step_lr),
+                      model.sigmas, FRAMES)
+    readout = explore.read_latent(model, z)
     lattice = Lattice.from_parameters(*readout.lengths, *readout.angles_deg)
     first: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -88,20 +91,20 @@ def run_once(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, seed: int) 
     def callback(frame):
         if not first:
             first["callback"] = time.perf_counter() - t0
-            payload = viz.viewer_frame(viz.frame_structure(frame, lattice, num_atoms))
+            payload = explore.viewer_frame(explore.frame_structure(frame, lattice, num_atoms))
             json.dumps({"frames": [payload], "index": 0})
             first["shown"] = time.perf_counter() - t0
 
     result = decode(model, z[None], cfg, torch.Generator().manual_seed(seed),
                     num_atoms=num_atoms, callback=callback)
     decoded = time.perf_counter() - t0
-    structures = viz.frame_structures(result)
-    json.dumps([viz.viewer_frame(s) for s in structures])
-    viz.trajectory_to_extxyz(result)
+    structures = explore.frame_structures(result)
+    json.dumps([explore.viewer_frame(s) for s in structures])
+    explore.trajectory_to_extxyz(result)
     whole = time.perf_counter() - t0
     return {"first_frame_s": first["shown"], "first_callback_s": first["callback"],
             "decode_s": decoded, "whole_trajectory_s": whole, "frames": len(result.frames),
-            "steps": viz.total_steps(model.sigmas, cfg)}
+            "steps": decode_steps(model, cfg)}
 
 
 FIRST_MAP_TARGETS_S = {"cold": 60.0, "warm": 3.0}

@@ -22,7 +22,7 @@ The same samples are scored against each ``--reference`` set (one row per settin
         --predictor checkpoints/perov_5/predictor.pt --num-samples 512 \
         --grid 20:1:1e-4 5:1:2e-4 4:1:2e-4:pc 0:1:0:pc:250
 
-Grid entries are ``steps:stride:step_lr[:scheme[:num_levels]]`` (``LangevinConfig``); each runs
+Grid entries are ``steps:stride:step_lr[:scheme[:num_levels]]`` (``DecodeConfig``); each runs
 once per ``--num-atoms`` choice (``argmax`` by default; ``argmax sample`` compares the two).
 """
 
@@ -40,11 +40,12 @@ import pandas as pd
 import torch
 
 from cdvae_core.data.splits import load_split, load_training_splits
+from cdvae_core.diffusion.langevin import LangevinConfig, score_evaluations
 from cdvae_core.metrics.evaluate import evaluate_generation
-from cdvae_core.metrics.predictor import load_predictor
+from cdvae_core.model.checkpoint import load_model
+from cdvae_core.model.decode import DecodeConfig, generate, sampling_sigmas
 from cdvae_core.nn.accel import compile_model
-from cdvae_core.sampling import LangevinConfig, generate, sampling_sigmas, score_evaluations
-from cdvae_core.training.checkpoint import load_model
+from cdvae_core.predictor.gnn import load_predictor
 from cdvae_core.utils import atomic_write
 
 # steps:stride:step_lr[:scheme[:num_levels]], from the paper's setting down to 50 decoder calls
@@ -54,16 +55,16 @@ GRID = [
 ]
 
 
-def parse_setting(text: str) -> LangevinConfig:
-    """``steps:stride:step_lr[:scheme[:num_levels]]`` as a :class:`LangevinConfig`."""
+def parse_setting(text: str) -> DecodeConfig:
+    """``steps:stride:step_lr[:scheme[:num_levels]]`` as a :class:`DecodeConfig`."""
     parts = text.split(":")
     if not 3 <= len(parts) <= 5:
         raise ValueError(f"grid entry {text!r}: expected steps:stride:step_lr[:scheme[:levels]]")
     steps, stride, lr = int(parts[0]), int(parts[1]), float(parts[2])
     scheme = parts[3] if len(parts) > 3 else "langevin"
     levels = int(parts[4]) if len(parts) > 4 else None
-    return LangevinConfig(n_step_each=steps, level_stride=stride, step_lr=lr, scheme=scheme,
-                          num_levels=levels)
+    return DecodeConfig(LangevinConfig(n_step_each=steps, level_stride=stride, step_lr=lr,
+                                       scheme=scheme), num_levels=levels)
 
 
 def reference_sets(data_dir: str, dataset: str, names: list[str], policy: dict,
@@ -112,7 +113,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--grid", nargs="*", help="subset of settings as steps:stride:lr")
     p.add_argument("--num-atoms", nargs="+", choices=["argmax", "sample"], default=["argmax"],
-                   help="how decoding picks the number of atoms (LangevinConfig.num_atoms); "
+                   help="how decoding picks the number of atoms (DecodeConfig.num_atoms); "
                         "every grid setting runs once per choice")
     p.add_argument("--out-dir", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
@@ -148,7 +149,7 @@ def main() -> None:
                            progress=False)
         seconds = time.perf_counter() - t0
         sigmas = sampling_sigmas(model.sigmas, cfg)
-        calls = score_evaluations(sigmas, cfg)
+        calls = score_evaluations(sigmas, cfg.sampler)
         sizes = Counter(len(x) for x in samples if x is not None)
         for ref_name, (reference, ref_ids) in references.items():
             summary, _ = evaluate_generation(
@@ -157,8 +158,8 @@ def main() -> None:
                 reference_ids=ref_ids, progress=False,
             )
             row = {
-                "scheme": cfg.scheme, "steps_per_level": cfg.n_step_each,
-                "level_stride": cfg.level_stride, "step_lr": cfg.step_lr,
+                "scheme": cfg.sampler.scheme, "steps_per_level": cfg.sampler.n_step_each,
+                "level_stride": cfg.sampler.level_stride, "step_lr": cfg.sampler.step_lr,
                 "num_levels": len(sigmas), "num_atoms": cfg.num_atoms,
                 "decoder_calls": calls,
                 "seconds": seconds,

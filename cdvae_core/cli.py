@@ -13,10 +13,6 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-# Threads that wait passively yield their core: much faster on a busy machine, about equal on an
-# idle one. Takes effect only if torch is not imported yet (the commands import it lazily).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 def _train(args: argparse.Namespace) -> int:
     from cdvae_core.training.train import TrainConfig, train
@@ -50,7 +46,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from cdvae_core.training.checkpoint import load_model
+    from cdvae_core.model.checkpoint import load_model
 
     model, info = load_model(args.checkpoint, with_info=True)
     print(json.dumps(info, indent=2, default=str))
@@ -61,7 +57,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _train_predictor(args: argparse.Namespace) -> int:
     from cdvae_core.data.splits import load_split, load_training_splits
-    from cdvae_core.metrics.predictor import (
+    from cdvae_core.predictor.gnn import (
         PredictorConfig,
         evaluate_mae,
         save_predictor,
@@ -90,34 +86,30 @@ def _train_predictor(args: argparse.Namespace) -> int:
 
 
 def _sampler(args: argparse.Namespace, dataset: str):
-    """(preset name, sampler): ``--sampler`` (default: the preset for the model's ``dataset``)
-    with the command line's changes; says which preset it used."""
-    from cdvae_core.sampling.presets import default_preset, get_preset
+    """(preset name, decoding settings): ``--sampler`` (default: the preset for the model's
+    ``dataset``) with the command line's changes to the loop, and the decoding options
+    ``--num-levels`` / ``--num-atoms``; says which preset it used."""
+    from cdvae_core.diffusion.presets import default_preset, get_preset
+    from cdvae_core.model.decode import DecodeConfig
 
     name = args.sampler or default_preset(dataset)
-    changes = {}
-    if args.steps_per_level is not None:
-        changes["n_step_each"] = args.steps_per_level
-    if args.step_lr is not None:
-        changes["step_lr"] = args.step_lr
-    if args.scheme is not None:
-        changes["scheme"] = args.scheme
-    if args.num_levels is not None:
-        changes["num_levels"] = args.num_levels
-    if args.num_atoms is not None:
-        changes["num_atoms"] = args.num_atoms
+    loop = {"n_step_each": args.steps_per_level, "step_lr": args.step_lr, "scheme": args.scheme}
+    loop = {k: v for k, v in loop.items() if v is not None}
+    options = {"num_levels": args.num_levels, "num_atoms": args.num_atoms}
+    options = {k: v for k, v in options.items() if v is not None}
+    changes = {**loop, **options}
     how = "" if args.sampler else f" (the default for {dataset} models)"
     print(f"sampler: preset {name!r}{how}" + (f" with {changes}" if changes else ""))
-    return name, get_preset(name, **changes)
+    return name, DecodeConfig(get_preset(name, **loop), **options)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from cdvae_core import tasks
     from cdvae_core.data.splits import load_split
-    from cdvae_core.metrics.predictor import load_predictor
-    from cdvae_core.training.checkpoint import load_model
+    from cdvae_core.experiments import tasks
+    from cdvae_core.model.checkpoint import load_model
+    from cdvae_core.predictor.gnn import load_predictor
 
     if args.relax:
         from cdvae_core.relax import require_chgnet
@@ -158,9 +150,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _rescore(args: argparse.Namespace) -> int:
-    from cdvae_core import tasks
     from cdvae_core.data.splits import load_split
-    from cdvae_core.metrics.predictor import load_predictor
+    from cdvae_core.experiments import tasks
+    from cdvae_core.predictor.gnn import load_predictor
 
     settings = tasks.read_generation_settings(args.run_dir)  # before any slow loading
     predictor = load_predictor(args.predictor) if args.predictor else None
@@ -173,7 +165,7 @@ def _rescore(args: argparse.Namespace) -> int:
 
 
 def _dataset_of(settings: dict) -> str:
-    from cdvae_core.training.checkpoint import load_model
+    from cdvae_core.model.checkpoint import load_model
 
     checkpoint = settings.get("checkpoint")
     if not checkpoint or not Path(checkpoint).is_file():
@@ -182,9 +174,9 @@ def _dataset_of(settings: dict) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from cdvae_core.sampling.decode import generate
-    from cdvae_core.tasks import run_settings, write_structures
-    from cdvae_core.training.checkpoint import load_model
+    from cdvae_core.experiments.tasks import run_settings, write_structures
+    from cdvae_core.model.checkpoint import load_model
+    from cdvae_core.model.decode import generate
     from cdvae_core.utils import atomic_write
 
     model = load_model(args.checkpoint)
@@ -226,7 +218,7 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                         "250 decoder calls) | thorough (20 steps per level, 1,000 calls) | paper "
                         "(100, 5,000 calls) | interactive (5 at 2e-4, the app's). Default: "
                         "thorough for Carbon-24 models, fast for the others; see "
-                        "cdvae_core/sampling/presets.py")
+                        "cdvae_core/diffusion/presets.py")
     p.add_argument("--steps-per-level", dest="steps_per_level", type=int,
                    help="Langevin steps per noise level (with --scheme pc: corrector steps)")
     p.add_argument("--step-lr", dest="step_lr", type=float, help="Langevin step size epsilon")
@@ -355,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Threads that wait passively yield their core: much faster on a busy machine, about equal on
+    # an idle one. Takes effect only if torch is not imported yet (the commands import it lazily).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

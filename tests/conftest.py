@@ -27,6 +27,13 @@ def diamond_carbon(a: float = 3.567) -> Structure:
     return Structure(Lattice.cubic(a), ["C"] * 8, _FCC + shifted)
 
 
+def triclinic() -> Structure:
+    """A skewed 4-atom cell (all angles away from 90 degrees)."""
+    lattice = Lattice.from_parameters(4.1, 4.6, 5.2, 78.0, 96.0, 104.0)
+    return Structure(lattice, ["Ba", "Ti", "O", "O"],
+                     [[0.02, 0.1, 0.97], [0.5, 0.45, 0.55], [0.5, 0.95, 0.5], [0.9, 0.5, 0.1]])
+
+
 @pytest.fixture
 def nacl() -> Structure:
     return rocksalt_nacl()

@@ -17,3 +17,39 @@ def data_file(dataset: str, split: str) -> Path:
     if not path.is_file():
         pytest.skip(f"benchmark file {path} not available (set CDVAE_DATA_DIR)")
     return path
+
+
+def tiny_model(structures):
+    """An untrained small Perov-5 CDVAE with scalers fitted on ``structures``, and their
+    dataset."""
+    import torch
+
+    from cdvae_core.data.dataset import CrystalDataset
+    from cdvae_core.data.scaler import fit_scalers
+    from cdvae_core.model.cdvae import CDVAE
+    from cdvae_core.model.config import ModelConfig
+
+    small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
+    ds = CrystalDataset.from_structures(structures, "perov_5")
+    torch.manual_seed(0)
+    model = CDVAE(ModelConfig.for_dataset("perov_5", encoder=small, decoder=small, latent_dim=8,
+                                          hidden_dim=16), fit_scalers(ds)).eval()
+    return model, ds
+
+
+def small_model():
+    """An untrained small Perov-5 CDVAE (latent 8) with lattice scalers near Perov-5's."""
+    import torch
+
+    from cdvae_core.data.scaler import StandardScaler
+    from cdvae_core.model.cdvae import CDVAE
+    from cdvae_core.model.config import ModelConfig
+
+    small = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
+    torch.manual_seed(0)
+    cfg = ModelConfig.for_dataset("perov_5", encoder=small, decoder=small, latent_dim=8,
+                                  hidden_dim=16)
+    # lattice scalers near Perov-5's: unit scalers give sub-Ångström cells (slow decoder graphs)
+    lattice = StandardScaler(torch.tensor([2.3, 2.3, 2.3, 90.0, 90.0, 90.0]),
+                             torch.tensor([0.1, 0.1, 0.1, 2.0, 2.0, 2.0]))
+    return CDVAE(cfg, scalers={"lattice": lattice}).eval()

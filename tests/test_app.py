@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from cdvae_core.data.scaler import StandardScaler  # noqa: E402
 from cdvae_core.io import structure_to_cif  # noqa: E402
 from cdvae_core.model.cdvae import CDVAE  # noqa: E402
+from cdvae_core.model.checkpoint import save_model  # noqa: E402
 from cdvae_core.model.config import ModelConfig  # noqa: E402
-from cdvae_core.training.checkpoint import save_model  # noqa: E402
 
 from conftest import cubic_srtio3  # noqa: E402
 

@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 from pymatgen.core import Structure
 
-from cdvae_core import viz
+from cdvae_core import explore
 from cdvae_core.io import structure_to_cif, structure_to_poscar
 from cdvae_core.metrics import describe_structures
 from components.viewer import show_structure
@@ -33,7 +33,7 @@ def spacegroup_text(row: pd.Series) -> str:
 
 def latent_readout(model, z: torch.Tensor, property_name: str, key: str) -> None:
     """What the latent heads predict for ``z``: atoms, lattice, composition, property."""
-    r = viz.read_latent(model, z)
+    r = explore.read_latent(model, z)
     c1, c2 = st.columns(2)
     c1.metric("Atoms", r.num_atoms, help=f"probability {r.num_atoms_prob:.2f}")
     c2.metric(f"{property_name} (predicted)", "n/a" if r.prop is None else f"{r.prop:.3f}")

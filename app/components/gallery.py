@@ -11,7 +11,7 @@ import pandas as pd
 import state
 from pymatgen.core import Structure
 
-from cdvae_core import viz
+from cdvae_core import explore
 from cdvae_core.io import load_named_structures, write_cif_zip
 from components.cards import describe, spacegroup_text, validity_text
 
@@ -28,9 +28,9 @@ def build(structures: list[Structure], names: list[str], ctx: state.Context,
     table["validity"] = [validity_text(r) for _, r in table.iterrows()]
     table["spacegroup"] = [spacegroup_text(r) for _, r in table.iterrows()]
     if ctx.test is not None:
-        comp = viz.composition_vectors([s.atomic_numbers for s in structures])
+        comp = explore.composition_vectors([s.atomic_numbers for s in structures])
         vpa = np.array([s.volume / len(s) for s in structures])
-        idx, dist = viz.nearest_reference(comp, ctx.test.comp, vpa,
+        idx, dist = explore.nearest_reference(comp, ctx.test.comp, vpa,
                                           ctx.test.table["volume_per_atom"].to_numpy())
         ref = ctx.test.table
         table["nearest_test"] = [f"{ref['formula'][i]} ({ref['material_id'][i]})" for i in idx]

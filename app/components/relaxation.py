@@ -18,6 +18,7 @@ import state
 import streamlit as st
 from pymatgen.core import Structure
 
+from cdvae_core.explore.trajectory import viewer_frame
 from cdvae_core.io import structure_to_cif
 from cdvae_core.metrics.evaluate import SPACEGROUP_SYMPREC, spacegroup_number
 from cdvae_core.relax import (
@@ -27,7 +28,6 @@ from cdvae_core.relax import (
     relax_structures,
     require_chgnet,
 )
-from cdvae_core.viz import viewer_frame
 from components.viewer import show_frames
 
 RELAX_STEPS = 200  # FIRE steps at most: a few seconds to a minute on a CPU for a small cell

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import streamlit as st
 import torch
 
-from cdvae_core import viz
+from cdvae_core.diffusion.langevin import Frame, LangevinConfig, SamplingError
+from cdvae_core.explore.latent import model_device
 from cdvae_core.model.cdvae import CDVAE
-from cdvae_core.sampling import DecodeResult, Frame, LangevinConfig, SamplingError, decode
+from cdvae_core.model.decode import DecodeConfig, DecodeResult, decode, decode_steps
 
 
 def run_decode(
     model: CDVAE,
     z: torch.Tensor,
-    cfg: LangevinConfig,
+    cfg: DecodeConfig | LangevinConfig,
     seed: int,
     label: str = "Annealed Langevin",
     on_frame: Callable[[Frame], None] | None = None,
@@ -25,13 +27,15 @@ def run_decode(
     """Decode ``z [B, latent]`` with a progress bar; None (after an error message) on failure.
 
     Without frames requested, frames are still saved every ~1% of the run to move the bar and
-    dropped afterwards. ``decode_kwargs`` go to :func:`cdvae_core.sampling.decode`
-    (``num_atoms``, ``atom_types``).
+    dropped afterwards. ``decode_kwargs`` go to :func:`cdvae_core.model.decode.decode`
+    (``num_atoms``, ``atom_types``). The bar counts the steps the run takes, over the noise
+    levels it walks (:func:`~cdvae_core.model.decode.decode_steps`).
     """
-    steps = viz.total_steps(model.sigmas, cfg)
-    keep = cfg.save_every is not None
+    cfg = DecodeConfig.of(cfg)
+    steps = decode_steps(model, cfg)
+    keep = cfg.sampler.save_every is not None
     if not keep:
-        cfg = LangevinConfig(**{**cfg.__dict__, "save_every": max(1, steps // 100)})
+        cfg = replace(cfg, sampler=replace(cfg.sampler, save_every=max(1, steps // 100)))
     bar = st.progress(0.0, text=f"{label}: starting...")
     t0 = time.perf_counter()
 
@@ -42,7 +46,7 @@ def run_decode(
         if on_frame is not None:
             on_frame(frame)
 
-    z = z.reshape(-1, model.cfg.latent_dim).to(viz.model_device(model))
+    z = z.reshape(-1, model.cfg.latent_dim).to(model_device(model))
     try:
         result = decode(model, z, cfg, torch.Generator().manual_seed(int(seed)), callback=callback,
                         **decode_kwargs)

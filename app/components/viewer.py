@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit.components.v1 as components
 from pymatgen.core import Structure
 
-from cdvae_core.viz import viewer_frame
+from cdvae_core.explore.trajectory import viewer_frame
 
 STATIC_JS = Path(__file__).resolve().parents[1] / "static" / "3Dmol-min.js"
 _component = components.declare_component("viewer3d", path=str(Path(__file__).with_name("viewer3d")))
@@ -31,7 +31,7 @@ def show_frames(
     key: str | None = None,
     style: str = "ball_and_stick",
 ) -> None:
-    """Show ``frames`` (payloads of :func:`cdvae_core.viz.viewer_frame`) at ``index``.
+    """Show ``frames`` (payloads of :func:`cdvae_core.explore.trajectory.viewer_frame`) at ``index``.
 
     The frames are identified by a content hash: the viewer keeps its camera while only the
     index changes and re-centres when it is given new frames.

@@ -11,10 +11,11 @@ import torch
 from components.cards import structure_details
 from components.relaxation import relax_panel
 from components.runs import run_decode
+from components.sampler_form import sampler_config
 from components.viewer import show_frames, show_structure
 from pymatgen.core import Lattice
 
-from cdvae_core import viz
+from cdvae_core import explore
 
 ctx = state.context()
 st.title("Denoising viewer")
@@ -65,14 +66,14 @@ with st.form("sampler"):
 
 if run:
     try:
-        cfg = viz.sampler_config(ctx.model.sigmas, n_step, step_lr, frames, stride, noise,
+        cfg = sampler_config(ctx.model.sigmas, n_step, step_lr, frames, stride, noise,
                                  scheme)
         if not 0 <= seed < 2**63:
             raise ValueError(f"seed must be a non-negative integer (got {seed})")
     except ValueError as exc:
         st.error(f"Sampler settings not accepted: {exc}")
         st.stop()
-    readout = viz.read_latent(ctx.model, sel["z"])
+    readout = explore.read_latent(ctx.model, sel["z"])
     lattice = Lattice.from_parameters(*readout.lengths, *readout.angles_deg)
     live = st.empty()
     shown = [0.0]
@@ -82,20 +83,20 @@ if run:
         # redraw at most twice a second: each redraw costs a browser round trip
         if frame.step == 1 or time.perf_counter() - shown[0] > 0.5:
             shown[0] = time.perf_counter()
-            s = viz.frame_structure(frame, lattice, n_atoms)
+            s = explore.frame_structure(frame, lattice, n_atoms)
             with live.container():
-                show_frames([viz.viewer_frame(s, f"step {frame.step} · σ {frame.sigma:.3g} Å")],
+                show_frames([explore.viewer_frame(s, f"step {frame.step} · σ {frame.sigma:.3g} Å")],
                             height=420)
 
     result = run_decode(ctx.model, sel["z"], cfg, int(seed), on_frame=on_frame)
     live.empty()
     if result is not None:
-        structures = viz.frame_structures(result)
+        structures = explore.frame_structures(result)
         st.session_state["traj"] = {
             "label": sel["label"], "result": result, "final": result.structures()[0],
-            "payload": [viz.viewer_frame(s, f"step {f.step} · σ {f.sigma:.3g} Å")
+            "payload": [explore.viewer_frame(s, f"step {f.step} · σ {f.sigma:.3g} Å")
                         for f, s in zip(result.frames, structures, strict=True)],
-            "extxyz": viz.trajectory_to_extxyz(result),
+            "extxyz": explore.trajectory_to_extxyz(result),
         }
         st.session_state["frame_idx"] = 0
         st.session_state["playing"] = False
@@ -127,7 +128,7 @@ def player() -> None:
         m2.metric("Noise σ", f"{frame.sigma:.3g} Å", help=f"noise level {frame.level}")
         m1.metric("Mean |score|", f"{float(frame.score_norm.mean()):.3g} Å⁻¹")
         m2.metric("Max |score|", f"{float(frame.score_norm.max()):.3g} Å⁻¹")
-        table = viz.frame_atom_table(frame, result.num_atoms)
+        table = explore.frame_atom_table(frame, result.num_atoms)
         st.dataframe(table, hide_index=True, height=240, column_config={
             "score_norm": st.column_config.NumberColumn("|score| Å⁻¹", format="%.3g"),
             "p_element": st.column_config.ProgressColumn("p(element)", min_value=0.0,

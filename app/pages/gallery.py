@@ -12,7 +12,7 @@ from components import gallery
 from components.runs import run_decode
 from components.viewer import show_structure
 
-from cdvae_core.sampling import get_preset
+from cdvae_core.diffusion.presets import get_preset
 
 PAGE = 9
 ctx = state.context()

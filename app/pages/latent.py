@@ -10,7 +10,7 @@ from components import latent_plot
 from components.cards import latent_readout, structure_grid
 from components.runs import run_decode
 
-from cdvae_core import viz
+from cdvae_core import explore
 
 ctx = state.context()
 st.title("Latent explorer")
@@ -116,7 +116,7 @@ n = c1.slider("Points on the path", 2, 8, 5, key="interp_n")
 mode = c2.radio("Path", ["linear", "slerp"], horizontal=True, key="interp_mode")
 seed = c3.number_input("Sampler seed", 0, 2**31 - 1, 0, key="interp_seed")
 if st.button("Decode along A → B", disabled=not (pa and pb), key="interp_run"):
-    zs = viz.interpolate_latents(pa["z"], pb["z"], n, mode)
+    zs = explore.interpolate_latents(pa["z"], pb["z"], n, mode)
     result = run_decode(ctx.model, zs, state.default_sampler(), int(seed), "Decoding the path")
     if result is not None:
         st.session_state["interp"] = {

@@ -8,8 +8,8 @@ import streamlit as st
 from components.cards import structure_grid
 from components.runs import run_decode
 
-from cdvae_core import viz
-from cdvae_core.sampling import optimize_latent
+from cdvae_core import explore
+from cdvae_core.model.optimize import optimize_latent
 
 ctx = state.context()
 st.title("Property steering")
@@ -54,7 +54,7 @@ if go_run:
             bar.progress(step / steps, text=f"Steering: step {step}/{steps}")
             live.line_chart({prop: history}, height=220)
 
-    z0 = sel["z"].reshape(1, -1).to(viz.model_device(ctx.model))
+    z0 = sel["z"].reshape(1, -1).to(explore.model_device(ctx.model))
     res = optimize_latent(ctx.model.predict_property, z0, int(steps), float(lr), int(every),
                           goal, on_step)
     bar.empty()

@@ -15,7 +15,7 @@ from components.viewer import show_structure
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.io import structure_from_cif
 from cdvae_core.metrics import rms_distance
-from cdvae_core.sampling import encode_dataset
+from cdvae_core.model.decode import encode_dataset
 
 MAX_CIF_BYTES = 2_000_000  # a CIF of at most a few dozen atoms is a few kB
 

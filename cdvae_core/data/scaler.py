@@ -3,11 +3,15 @@ inside every checkpoint (plain tensors, so ``weights_only=True`` loading works).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.geometry import scaled_lengths
+
+if TYPE_CHECKING:
+    from cdvae_core.data.dataset import CrystalDataset
 
 __all__ = ["StandardScaler", "fit_scalers", "lattice_targets"]
 

@@ -85,7 +85,7 @@ def compare_with_paper(
 
     Args:
         summaries: ``{"reconstruction" | "generation" | "optimization": summary}`` as returned
-            by the runners of :mod:`cdvae_core.tasks` (or read from their ``summary.json``).
+            by the runners of :mod:`cdvae_core.experiments.tasks` (or read from their ``summary.json``).
         dataset: benchmark name (selects the paper's column).
 
     Returns:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from cdvae_core.data.batch import CrystalBatch
 from cdvae_core.data.scaler import StandardScaler, lattice_targets
+from cdvae_core.diffusion.noise import geometric_sigmas, perturb_coords, perturb_types
 from cdvae_core.geometry import (
     lattice_params_to_matrix,
     min_image_cart_displacement,
@@ -16,7 +17,6 @@ from cdvae_core.geometry import (
     unscaled_lengths,
 )
 from cdvae_core.model.config import ModelConfig
-from cdvae_core.model.noise import geometric_sigmas, perturb_coords, perturb_types
 from cdvae_core.nn import MAX_ATOMIC_NUM, build_decoder, build_encoder
 
 __all__ = ["CDVAE", "scatter_mean"]

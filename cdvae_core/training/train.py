@@ -26,9 +26,10 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from cdvae_core.data.scaler import fit_scalers
 from cdvae_core.data.splits import load_training_splits
+from cdvae_core.model.checkpoint import load_model, save_model
 from cdvae_core.model.config import ModelConfig
 from cdvae_core.nn.accel import compile_model
-from cdvae_core.training.checkpoint import AtomicCheckpointIO, load_model, save_model
+from cdvae_core.training.checkpoint_io import AtomicCheckpointIO
 from cdvae_core.training.module import CDVAEModule, CrystalDataModule
 
 __all__ = ["TrainConfig", "train", "read_metrics", "export_run"]
@@ -315,7 +316,7 @@ def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike,
     file."""
     import shutil
 
-    from cdvae_core.training.checkpoint import safe_torch_load
+    from cdvae_core.utils import safe_torch_load
 
     run, out = Path(run_dir), Path(dest)
     ckpts = run / "checkpoints"

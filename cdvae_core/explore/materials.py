@@ -1,0 +1,111 @@
+"""Small material helpers for looking at crystals: formulas, composition families and vectors, a
+table of a dataset, the nearest reference material by composition. Cheap (no CrystalNN)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Composition, Element, Lattice
+
+from cdvae_core.nn.base import MAX_ATOMIC_NUM
+
+if TYPE_CHECKING:
+    from cdvae_core.data.dataset import CrystalDataset
+
+__all__ = ["composition_vectors", "dataset_table", "nearest_reference", "reduced_formula",
+           "structure_family"]
+
+
+def reduced_formula(atomic_numbers: Sequence[int]) -> str:
+    """Reduced formula of a list of atomic numbers, e.g. ``[38, 22, 8, 8, 8] -> "SrTiO3"``."""
+    return Composition(Counter(Element.from_Z(int(z)).symbol for z in atomic_numbers)).reduced_formula
+
+
+def structure_family(atomic_numbers: Sequence[int]) -> str:
+    """Composition family used to colour the latent map: the anion (the most electronegative
+    element), e.g. ``"O"`` for oxides and ``"N"`` for nitrides; a single-element crystal is its
+    element."""
+    zs = sorted(set(int(z) for z in atomic_numbers))
+    if not zs:
+        return "?"
+    if len(zs) == 1:
+        return Element.from_Z(zs[0]).symbol
+    # Noble gases have no Pauling electronegativity (pymatgen returns NaN and warns).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chi = [Element.from_Z(z).X for z in zs]
+    chi = [c if math.isfinite(c) else -1.0 for c in chi]
+    return Element.from_Z(zs[int(np.argmax(chi))]).symbol
+
+
+def composition_vectors(atom_types: Sequence[Sequence[int]]) -> np.ndarray:
+    """Element fractions ``[M, 100]`` (Z = 1..100) of each crystal's atomic numbers."""
+    out = np.zeros((len(atom_types), MAX_ATOMIC_NUM))
+    for i, zs in enumerate(atom_types):
+        counts = np.bincount(np.asarray(zs, dtype=np.int64) - 1, minlength=MAX_ATOMIC_NUM)
+        out[i] = counts[:MAX_ATOMIC_NUM] / max(1, counts.sum())
+    return out
+
+
+def dataset_table(dataset: CrystalDataset) -> pd.DataFrame:
+    """One row per crystal: ``material_id``, ``formula``, ``family``, ``n_atoms``,
+    ``n_elements``, ``volume_per_atom`` (Å^3) and ``prop``, from the dataset's tensors (cheap:
+    no pymatgen Structure is built)."""
+    rows = []
+    for i in range(len(dataset)):
+        s, n = int(dataset.atom_start[i]), int(dataset.num_atoms[i])
+        zs = dataset.atom_types[s : s + n].tolist()
+        lattice = Lattice.from_parameters(
+            *dataset.lengths[i].tolist(), *dataset.angles_deg[i].tolist()
+        )
+        rows.append(
+            {
+                "material_id": dataset.material_ids[i],
+                "formula": reduced_formula(zs),
+                "family": structure_family(zs),
+                "n_atoms": n,
+                "n_elements": len(set(zs)),
+                "volume_per_atom": lattice.volume / n,
+                "prop": float(dataset.prop[i]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def nearest_reference(
+    query_comp: np.ndarray,
+    ref_comp: np.ndarray,
+    query_vpa: np.ndarray | None = None,
+    ref_vpa: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest reference crystal of each query by composition, then volume per atom.
+
+    Distance: L1 between element-fraction vectors (0 for the same reduced composition); among
+    references at the smallest distance the one with the closest volume per atom wins. Cheap
+    (one matrix product's worth of work), unlike the CrystalNN fingerprints of the metrics.
+
+    Args:
+        query_comp ``[Q, 100]``, ref_comp ``[R, 100]``: from :func:`composition_vectors`.
+        query_vpa ``[Q]``, ref_vpa ``[R]``: volumes per atom (Å^3), optional tie-break.
+
+    Returns:
+        ``(index [Q], composition distance [Q])``; index -1 when there is no reference.
+    """
+    q, r = np.atleast_2d(query_comp), np.atleast_2d(ref_comp)
+    if len(r) == 0 or r.shape[-1] == 0:
+        return np.full(len(q), -1), np.full(len(q), np.nan)
+    idx, best = np.empty(len(q), dtype=np.int64), np.empty(len(q))
+    for i, row in enumerate(q):
+        dist = np.abs(r - row).sum(axis=1)  # [R]
+        d_min = dist.min()
+        tied = np.flatnonzero(dist <= d_min + 1e-9)
+        if query_vpa is not None and ref_vpa is not None and len(tied) > 1:
+            tied = tied[[int(np.argmin(np.abs(ref_vpa[tied] - query_vpa[i])))]]
+        idx[i], best[i] = tied[0], d_min
+    return idx, best

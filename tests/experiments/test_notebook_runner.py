@@ -1,0 +1,197 @@
+"""Every notebook runs end to end with papermill on smoke parameters (tiny data, a tiny model
+trained for a few steps, few sampler steps), and the stored notebooks are clean: no outputs,
+exactly one cell tagged ``parameters``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import torch
+
+from cdvae_core.data.dataset import CrystalDataset
+from cdvae_core.data.scaler import fit_scalers
+from cdvae_core.experiments.notebook_runner import main, parse_value, run_notebook
+from cdvae_core.model.cdvae import CDVAE
+from cdvae_core.model.checkpoint import load_model, save_model
+from cdvae_core.model.config import ModelConfig
+from cdvae_core.predictor.gnn import PredictorConfig, PropertyPredictor, save_predictor
+
+from helpers import REPO, data_file
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+TINY_NET = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
+ROWS = 40
+
+
+def test_the_five_notebooks_are_there():
+    names = {p.name for p in NOTEBOOKS}
+    assert {"tutorial_diffusion_on_crystals.ipynb", "latent_tour.ipynb",
+            "property_optimization.ipynb", "train.ipynb", "evaluate.ipynb"} <= names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_notebook_is_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    assert tagged[0].cell_type == "code"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: cell {i} has stored outputs"
+            assert cell.execution_count is None, f"{path.name}: cell {i} has an execution count"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+# ---------------------------------------------------------------------------- the runner
+def _toy_notebook(path: Path, body: str) -> Path:
+    params = nbformat.v4.new_code_cell("x = 1\nout_dir = 'nowhere'")
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_parse_value():
+    assert parse_value("3") == 3 and parse_value("1e-3") == 1e-3
+    assert parse_value("true") is True and parse_value("None") is None
+    assert parse_value("['a', 'b']") == ["a", "b"] and parse_value("{'k': 2}") == {"k": 2}
+    assert parse_value("checkpoints/x.pt") == "checkpoints/x.pt"
+
+
+def test_runner_injects_parameters_and_defaults_out_dir(tmp_path):
+    src = _toy_notebook(tmp_path / "toy.ipynb",
+                        "from pathlib import Path\nPath(out_dir, 'x.txt').write_text(str(x * 2))")
+    out = run_notebook(src, tmp_path / "run", {"x": 21})
+    assert out == tmp_path / "run" / "toy.ipynb"
+    assert (tmp_path / "run" / "x.txt").read_text() == "42"
+    record = json.loads((tmp_path / "run" / "parameters.json").read_text())
+    assert record["parameters"]["x"] == 21
+    with pytest.raises(ValueError, match="no parameter"):
+        run_notebook(src, tmp_path / "run2", {"y": 1})
+
+
+def test_runner_cli_reports_a_failing_cell(tmp_path, capsys):
+    src = _toy_notebook(tmp_path / "bad.ipynb", "raise RuntimeError('boom')")
+    assert main([str(src), str(tmp_path / "run"), "-p", "x", "2"]) == 1
+    assert "boom" in capsys.readouterr().err
+    assert (tmp_path / "run" / "bad.ipynb").is_file()  # the partial copy, for debugging
+    ok = _toy_notebook(tmp_path / "ok.ipynb", "assert x == 5")
+    assert main([str(ok), str(tmp_path / "run_ok"), "-p", "x", "5"]) == 0
+
+
+# ---------------------------------------------------------------------------- smoke runs
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A data folder with the first 40 rows of Perov-5 val/test, a tiny CDVAE trained for a few
+    steps and an untrained tiny property predictor; kernels run on one thread."""
+    root = tmp_path_factory.mktemp("smoke")
+    data = root / "data" / "perov_5"
+    data.mkdir(parents=True)
+    for split in ("val", "test"):
+        pd.read_csv(data_file("perov_5", split), nrows=ROWS).to_csv(data / f"{split}.csv",
+                                                                      index=False)
+    cache = root / "cache"
+    train_set = CrystalDataset.from_csv(data / "val.csv", "perov_5", cache_dir=cache,
+                                        progress=False)
+    torch.manual_seed(0)
+    cfg = ModelConfig.for_dataset("perov_5", encoder=TINY_NET, decoder=TINY_NET, latent_dim=8,
+                                  hidden_dim=16)
+    model = CDVAE(cfg, fit_scalers(train_set))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(20):
+        batch = train_set.collate([(8 * step + i) % len(train_set) for i in range(8)])
+        loss = model(batch, generator=gen)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_model(model.eval(), root / "model.pt", {"note": "smoke test"})
+    save_predictor(PropertyPredictor(PredictorConfig(hidden=16, num_layers=1)).eval(),
+                   root / "predictor.pt")
+    with pytest.MonkeyPatch.context() as mp:
+        # a kernel inherits this; several threads per kernel only fight on a small CPU
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("CDVAE_CACHE_DIR", str(cache))
+        yield {"root": root, "data_dir": str(root / "data"), "checkpoint": str(root / "model.pt"),
+               "predictor": str(root / "predictor.pt"), "cache_dir": str(cache)}
+
+
+def _run(smoke, name: str, **params) -> nbformat.NotebookNode:
+    run_dir = smoke["root"] / "runs" / Path(name).stem
+    out = run_notebook(REPO / "notebooks" / name, run_dir, params, cwd=REPO, timeout_s=300)
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]
+    assert not errors, errors
+    return nb
+
+
+def _has_plotly(nb) -> bool:
+    return any("application/vnd.plotly.v1+json" in o.get("data", {})
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.slow
+def test_tutorial_notebook(smoke):
+    nb = _run(smoke, "tutorial_diffusion_on_crystals.ipynb", checkpoint=smoke["checkpoint"],
+              data_dir=smoke["data_dir"], cache_dir=smoke["cache_dir"], sampler="interactive",
+              num_error_crystals=8)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "recovered: every atom within 0.1 Å of its site" in text
+    assert _has_plotly(nb)
+
+
+@pytest.mark.slow
+def test_latent_tour_notebook(smoke):
+    nb = _run(smoke, "latent_tour.ipynb", checkpoint=smoke["checkpoint"],
+              data_dir=smoke["data_dir"], cache_dir=smoke["cache_dir"], num_points=3,
+              sampler="interactive")
+    assert _has_plotly(nb)
+
+
+@pytest.mark.slow
+def test_property_optimization_notebook(smoke):
+    common = dict(checkpoint=smoke["checkpoint"], data_dir=smoke["data_dir"],
+                  cache_dir=smoke["cache_dir"], num_materials=3, steps=20, decode_every=10,
+                  sampler="interactive")
+    nb = _run(smoke, "property_optimization.ipynb", predictor=smoke["predictor"], **common)
+    assert _has_plotly(nb)
+    # without a predictor the notebook still runs and says what it skipped
+    nb = _run(smoke, "property_optimization.ipynb", predictor=None, **common)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "no independent predictor" in text
+
+
+@pytest.mark.slow
+def test_train_notebook_writes_the_run_directory(smoke):
+    run_dir = smoke["root"] / "runs" / "train"
+    _run(smoke, "train.ipynb", data_dir=smoke["data_dir"], cache_dir=smoke["cache_dir"],
+         epochs=1, batch_size=8, limit_train_batches=2, limit_val_batches=1, encoder=TINY_NET,
+         decoder=TINY_NET, model_overrides={"latent_dim": 8, "hidden_dim": 16},
+         ema_decay=0.999)
+    assert (run_dir / "train.ipynb").is_file()
+    assert (run_dir / "model.pt").is_file() and (run_dir / "run.json").is_file()
+    info = load_model(run_dir / "model.pt", with_info=True)[1]
+    assert info["training"]["weight_averaging"]["ema_decay"] == 0.999
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_notebook_writes_every_task(smoke):
+    run_dir = smoke["root"] / "runs" / "evaluate"
+    nb = _run(smoke, "evaluate.ipynb", checkpoint=smoke["checkpoint"],
+              data_dir=smoke["data_dir"], cache_dir=smoke["cache_dir"],
+              predictor=smoke["predictor"], num_reconstruct=3, num_samples=4, num_optimize=2,
+              opt_steps=10, decode_every=5, sampler="interactive", batch_size=8)
+    for task in ("reconstruction", "generation", "optimization"):
+        assert (run_dir / task / "summary.json").is_file(), task
+    assert _has_plotly(nb)

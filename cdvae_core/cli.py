@@ -299,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first N test crystals (default: all)")
     e.add_argument("--num-optimize", dest="num_optimize", type=int, default=100)
     e.add_argument("--opt-steps", dest="opt_steps", type=int, default=5000)
-    e.add_argument("--decode-every", dest="decode_every", type=int, default=500)
+    e.add_argument("--decode-every", dest="decode_every", type=int, default=None,
+                   help="decode every k optimiser steps (default: the reference schedule, 11 "
+                        "decodes: after iterations i %% 555 == 0 and the last)")
     e.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     e.add_argument("--relax", type=int, default=0, metavar="N",
                    help="also relax the first N valid generated samples with the CHGNet "

@@ -20,6 +20,7 @@ from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.parallel import WorkerError, pool_context, process_map
 
 from conftest import cubic_srtio3, rocksalt_nacl
+from pool_workers import die_on_13
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cdvae_core"
 
@@ -81,12 +82,6 @@ def test_graphs_build_while_other_threads_run(tmp_path, monkeypatch):
     assert [f for f in forks if f > 1] == [], "fork() called in a process with live threads"
 
 
-def _die_on(x: int) -> int:
-    if x == 13:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return x * x
-
-
 def test_process_map_in_order():
     assert process_map(abs, [-3, 2, -1, 0] * 10, 2, progress=False, chunksize=3) == [3, 2, 1, 0] * 10
 
@@ -95,7 +90,7 @@ def test_process_map_in_order():
 def test_dead_worker_is_an_error_naming_the_items():
     t0 = time.monotonic()
     with pytest.raises(WorkerError, match=r"squares: a worker process died") as err:
-        process_map(_die_on, list(range(40)), 2, desc="squares", progress=False, chunksize=4)
+        process_map(die_on_13, list(range(40)), 2, desc="squares", progress=False, chunksize=4)
     assert time.monotonic() - t0 < 60
     # the undone items are listed as ranges, and the one that killed its worker is among them
     spans = re.search(r"Not done: items ([0-9, -]+) \(0-based\)", str(err.value)).group(1)

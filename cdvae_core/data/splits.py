@@ -104,3 +104,23 @@ def load_training_splits(
         full.subset(hold, source=f"{val_csv} (hold-out)"),
         policy,
     )
+
+
+def sr_thresholds(data_dir: str | os.PathLike | None, dataset: str) -> tuple[tuple[float, ...], str]:
+    """The success-rate thresholds of ``dataset``: the 5th / 10th / 15th percentiles of the
+    property over ``train.csv`` when the data directory has it (for the upstream split they equal
+    the reference's), else the reference's values from the registry. Returns ``(values,
+    source)``, the source in words for the run's summary."""
+    import numpy as np
+    import pandas as pd
+
+    info = get_dataset_info(dataset)
+    train = dataset_dir(data_dir, info) / "train.csv" if data_dir else None
+    if train is not None and train.is_file():
+        values = pd.read_csv(train, usecols=[info.property_column])[info.property_column]
+        values = pd.to_numeric(values, errors="coerce").dropna().to_numpy()
+        if len(values):
+            p = np.percentile(values, [5, 10, 15])
+            return tuple(float(x) for x in p), f"5/10/15th percentiles of {train} ({len(values)} rows)"
+    return info.sr_percentiles, ("the reference's thresholds (percentiles of the upstream "
+                                 f"{'MP-20' if info.subset_of else info.title} train split)")

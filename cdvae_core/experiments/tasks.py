@@ -35,7 +35,7 @@ from cdvae_core.metrics.evaluate import (
     save_results,
     spacegroup_number,
 )
-from cdvae_core.metrics.property_stats import success_rates
+from cdvae_core.metrics.optimization import reference_decode_iterations, score_optimization
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.decode import DecodeConfig, decode, encode_dataset, generate, reconstruct
 from cdvae_core.model.optimize import optimize_latent
@@ -50,6 +50,7 @@ from cdvae_core.utils import atomic_write, file_sha256
 
 __all__ = ["RELAX_COLUMNS", "run_settings", "run_reconstruction", "run_generation",
            "read_generation_settings", "rescore_generation", "run_optimization",
+           "rescore_optimization",
            "write_structures"]
 
 #: per-sample columns of a generation run with ``relax > 0`` (empty for samples not relaxed)
@@ -315,54 +316,107 @@ def run_optimization(
     num_materials: int = 100,
     steps: int = 5000,
     lr: float = 1e-3,
-    decode_every: int = 500,
+    decode_every: int | None = None,
     sampler: DecodeConfig | LangevinConfig = DecodeConfig(),
     seed: int = 0,
     direction: str = "minimize",
     checkpoint: str | Path | None = None,
     progress: bool = True,
+    instrument: str | None = None,
+    sr_thresholds: tuple[tuple[float, ...], str] | None = None,
 ) -> dict[str, Any]:
-    """The paper's protocol: from the latents of ``num_materials`` test crystals (a seeded
-    draw), Adam on z against the latent property head, decode every ``decode_every`` steps,
-    keep each material's best decode by the independent predictor ``property_fn``; SR5/10/15."""
-    import pandas as pd
+    """The paper's protocol as the reference code runs it: z = the encoder means of the first
+    ``num_materials`` crystals of the test split (file order); Adam (lr 1e-3) on z against the
+    mean of the latent property head for ``steps`` steps; after the optimiser step of iteration
+    i, decode all materials when i % 555 == 0 or i == 4999
+    (:func:`~cdvae_core.metrics.optimization.reference_decode_iterations`; ``decode_every``
+    replaces that schedule by every k steps); every decode is kept, and scored by the
+    instrument ``property_fn`` (valid decodes only, invalid ones count as +infinity; best over
+    each material's decodes; SR5/10/15, :func:`~cdvae_core.metrics.optimization.score_optimization`).
 
+    The run folder holds every decode (``structures.extxyz``, named
+    ``opt_<material_id>_i<iteration>``), so :func:`rescore_optimization` can score it with
+    another instrument. ``sr_thresholds``: ``(values, source)`` of
+    :func:`cdvae_core.data.splits.sr_thresholds` (default: the registry's, the reference's)."""
     t0 = time.time()
     info = get_dataset_info(model.cfg.dataset)
+    thresholds, threshold_source = sr_thresholds or (info.sr_percentiles,
+                                                     "the reference's thresholds")
     gen = torch.Generator().manual_seed(seed)
     n = min(num_materials, len(test))
-    idx = torch.randperm(len(test), generator=gen)[:n].sort().values.tolist()
+    idx = list(range(n))  # the first n of the (unshuffled) test split, as the reference
     device = next(model.parameters()).device
     z0 = encode_dataset(model, test.subset(idx)).to(device)
-    traj = optimize_latent(model.predict_property, z0, steps, lr, decode_every, direction)
-    decoded: list[list[Structure]] = []
-    for k in range(1, len(traj.saved_steps)):
+    if decode_every is None:
+        iterations = reference_decode_iterations(steps)
+    else:
+        iterations = [k - 1 for k in range(decode_every, steps + 1, decode_every)]
+    traj = optimize_latent(model.predict_property, z0, steps, lr, direction=direction,
+                           save_at=[i + 1 for i in iterations])
+    decodes: list[list[Structure]] = []
+    for k in range(1, len(traj.saved_steps)):  # saved_steps[0] is the start
         res = decode(model, traj.z_saved[k], sampler, gen)
-        decoded.append(res.structures())
-    preds = np.array([property_fn(d) for d in decoded])  # [decodes, n]
-    sign = 1.0 if direction == "minimize" else -1.0
-    filled = np.where(np.isfinite(preds), sign * preds, np.inf)
-    best_k = filled.argmin(axis=0)
-    best = np.array([preds[best_k[i], i] for i in range(n)])
-    best_structures = [decoded[best_k[i]][i] for i in range(n)]
-    start_prop = property_fn(test.structures(idx))
-    rates = success_rates(best, info.sr_percentiles) if direction == "minimize" else {}
-    table = pd.DataFrame({
-        "material_id": [test.material_ids[i] for i in idx],
-        "start_property_predictor": start_prop,
-        "start_property_latent": traj.prop[0].cpu().numpy(),
-        "end_property_latent": traj.prop[-1].cpu().numpy(),
-        "best_property_predictor": best,
-        "best_step": [traj.saved_steps[1:][k] for k in best_k],
-        "best_formula": [s.composition.reduced_formula for s in best_structures],
+        decodes.append(res.structures())
+    ids = [test.material_ids[i] for i in idx]
+    summary, table = _score_optimization_run(decodes, iterations, ids, property_fn,
+                                             thresholds, direction)
+    start_prop = property_fn(test.structures(idx)) if property_fn is not None else None
+    summary.update({
+        "task": "optimization", "steps": steps, "lr": lr, "direction": direction,
+        "property": info.property_column, "decode_iterations": iterations,
+        "starting_materials": f"the first {n} of {test.source}",
+        "property_instrument": instrument,
+        "sr_thresholds": list(thresholds), "sr_thresholds_source": threshold_source,
+        "mean_start_property": float(np.nanmean(start_prop)) if start_prop is not None
+        else None,
+        "mean_start_property_latent": float(traj.prop[0].mean()),
+        "mean_end_property_latent": float(traj.prop[-1].mean()),
+        "total_seconds": time.time() - t0,
     })
-    summary = {"task": "optimization", "num_materials": n, "steps": steps,
-               "direction": direction, "property": info.property_column,
-               "mean_start_property": float(np.nanmean(start_prop)),
-               "mean_best_property": float(np.nanmean(best)),
-               "success_rates": rates, "total_seconds": time.time() - t0}
     settings = run_settings("optimization", checkpoint, seed, sampler, lr=lr, steps=steps,
-                            decode_every=decode_every, test_file=test.source)
-    _finish(Path(out_dir), settings, summary, table, best_structures,
-            [f"opt_{test.material_ids[i]}" for i in idx])
+                            decode_iterations=iterations, num_materials=n,
+                            material_ids=ids, test_file=test.source)
+    names = [f"opt_{mid}_i{it}" for it in iterations for mid in ids]
+    _finish(Path(out_dir), settings, summary, table, [s for d in decodes for s in d], names)
+    return summary
+
+
+def _score_optimization_run(decodes, iterations, ids, property_fn, thresholds, direction):
+    if direction != "minimize":  # the success rates are defined for minimisation only
+        table = pd.DataFrame([{"material_id": mid, "decode": it}
+                              for it in iterations for mid in ids])
+        return {"num_materials": len(ids), "success_rates": {}}, table
+    if property_fn is None:
+        raise ValueError("scoring the optimised materials needs a property instrument")
+    return score_optimization(decodes, property_fn, thresholds, ids, iterations)
+
+
+def rescore_optimization(out_dir: str | Path, dataset: str, property_fn,
+                         instrument: str | None = None) -> dict[str, Any]:
+    """Score a finished optimisation run again from its saved decodes with another property
+    instrument (no decoding); rewrites ``summary.json`` and ``per_sample.csv``."""
+    out_dir = Path(out_dir)
+    settings = json.loads((out_dir / "settings.json").read_text())
+    if settings.get("task") != "optimization" or "material_ids" not in settings:
+        raise ValueError(f"{out_dir} is not an optimisation run that kept every decode "
+                         "(runs made before the reference protocol kept only the best one; "
+                         "run `cdvae evaluate --tasks optimization` again)")
+    iterations = [int(i) for i in settings["decode_iterations"]]
+    old = json.loads((out_dir / "summary.json").read_text())
+    found: dict[tuple[str, int], Structure] = {}
+    for name, structure in load_named_structures(out_dir / "structures.extxyz"):
+        mid, _, it = name[len("opt_"):].rpartition("_i")
+        found[(mid, int(it))] = structure
+    ids = [str(m) for m in settings["material_ids"]]
+    decodes = [[found.get((mid, it)) for mid in ids] for it in iterations]
+    t0 = time.time()
+    info = get_dataset_info(dataset)
+    thresholds = old.get("sr_thresholds") or info.sr_percentiles
+    summary, table = _score_optimization_run(decodes, iterations, ids, property_fn, thresholds,
+                                             old.get("direction", "minimize"))
+    keep = {k: v for k, v in old.items() if k not in summary and k not in
+            ("property_instrument", "mean_start_property")}
+    summary = keep | summary | {"property_instrument": instrument}
+    summary["rescored"] = {"versions": _versions(), "seconds": time.time() - t0}
+    save_results(summary, table, out_dir)
     return summary

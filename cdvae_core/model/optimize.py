@@ -4,7 +4,7 @@ steps is left to the caller (see :func:`cdvae_core.model.decode`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,18 +35,24 @@ def optimize_latent(
     save_every: int = 500,
     direction: Literal["minimize", "maximize"] = "minimize",
     callback: Callable[[int, Tensor], None] | None = None,
+    save_at: Collection[int] | None = None,
 ) -> OptimizationResult:
     """Adam on ``z`` (``[B, latent]``, one independent problem per row) to minimise or maximise
     ``property_fn(z) -> [B]``. Paper protocol: 5000 steps, lr 1e-3, decode every 500.
 
     ``callback(step, prop)`` is called after each step (live plots). Network parameters are not
-    updated (only z is given to the optimiser) and keep their ``requires_grad``.
+    updated (only z is given to the optimiser) and keep their ``requires_grad``. ``save_at``:
+    the numbers of optimiser steps after which z is saved, instead of every ``save_every``
+    (the reference's schedule: :func:`cdvae_core.metrics.optimization.reference_decode_iterations`
+    plus one). The objective is the mean of ``property_fn`` over the batch, as in the reference
+    (Adam is invariant to that scale, up to its epsilon).
     """
     if direction not in ("minimize", "maximize"):
         raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
     if steps < 0 or save_every < 1 or not lr > 0:
         raise ValueError(f"need steps >= 0, save_every >= 1, lr > 0 (got {steps}, {save_every}, {lr})")
     sign = 1.0 if direction == "minimize" else -1.0
+    save_at = frozenset(int(k) for k in save_at) if save_at is not None else None
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     props: list[Tensor] = []  # props[k]: property at z after k steps
@@ -56,9 +62,9 @@ def optimize_latent(
             opt.zero_grad()
             p = property_fn(z)
             props.append(p.detach().clone())
-            (sign * p.sum()).backward()
+            (sign * p.mean()).backward()
             opt.step()
-            if step % save_every == 0:
+            if (step in save_at) if save_at is not None else (step % save_every == 0):
                 saved.append(z.detach().clone())
                 saved_steps.append(step)
             if callback is not None:

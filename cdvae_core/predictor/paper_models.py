@@ -39,7 +39,6 @@ from torch_geometric.nn.models.dimenet import EmbeddingBlock, OutputPPBlock
 
 from cdvae_core.data.batch import CrystalBatch
 from cdvae_core.data.dataset import CrystalDataset
-from cdvae_core.data.parsing import record_from_structure
 from cdvae_core.data.registry import get_dataset_info
 from cdvae_core.nn.dimenet import DimeNetPPConfig, PeriodicDimeNetPP
 from cdvae_core.nn.triplets import Triplets, build_triplets
@@ -362,17 +361,14 @@ class PaperPropertyModel:
         if isinstance(structures, CrystalDataset):
             return self.predict_dataset(structures, batch_size)
         out = np.full(len(structures), np.nan)
-        info = get_dataset_info(self.dataset)
-        records, good = [], []
-        for i, s in enumerate(structures):
-            try:  # a generated structure pymatgen cannot reduce or bond is unscored, not fatal
-                records.append(record_from_structure(s, info.max_atoms))
-                good.append(i)
-            except Exception:
-                continue
+        good = [i for i, s in enumerate(structures) if s is not None]
         if good:
-            ds = CrystalDataset.from_records(records, info)
-            out[good] = self.predict_dataset(ds, batch_size)
+            # a generated structure pymatgen cannot reduce or bond is unscored, not fatal
+            ds = CrystalDataset.from_structures([structures[i] for i in good], self.dataset,
+                                                material_ids=[str(i) for i in good],
+                                                on_error="skip")
+            if len(ds):
+                out[[good[r] for r in ds.rows]] = self.predict_dataset(ds, batch_size)
         return out
 
     def scaled_mse(self, dataset: CrystalDataset, batch_size: int = 256) -> dict:

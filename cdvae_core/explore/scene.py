@@ -6,8 +6,9 @@ A scene holds the atoms of the shown cell (the cell as generated, Niggli-reduced
 conventional standard cell, optionally symmetrised, repeated 1-3 times per axis), the copies of
 atoms lying on a face, edge or corner, the *image* atoms outside the cell that a bond from the
 cell reaches, the bonds (those crossing a cell face included), coordination polyhedra, the cell
-edges and a colour legend. Colours are VESTA's (pymatgen's table); ball radii are half the
-covalent radius (Cordero et al. 2008).
+edges and a colour legend. Colours are VESTA's (pymatgen's table); ball radii are
+0.25 Å + 0.3 x the covalent radius (Cordero et al. 2008). With polyhedra on, only the bonds of
+polyhedron centres are drawn (the other contacts would hide the polyhedra).
 
 Bonds: ``"covalent"`` (fast): a pair bonds when its distance is at most ``1.1 x`` the sum of
 covalent radii; metal-metal pairs are skipped in a crystal that has non-metals (so a perovskite
@@ -43,7 +44,7 @@ BOND_METHODS = {
     "crystalnn": "CrystalNN (pymatgen)",
     "none": "no bonds",
 }
-COLOUR_CONVENTION = "VESTA colours; balls 0.5 x covalent radius (Cordero 2008)"
+COLOUR_CONVENTION = "VESTA colours; balls 0.25 Å + 0.3 x covalent radius (Cordero 2008)"
 SYMPREC_RANGE = (0.01, 0.5)  # Å
 SUPERCELL_RANGE = (1, 3)
 BOND_TOLERANCE = 1.1
@@ -160,7 +161,7 @@ def _covalent_radii() -> dict[str, float]:
 def element_style(symbol: str) -> tuple[str, float]:
     """``(colour "#rrggbb", ball radius Å)`` of an element in the viewer's convention."""
     colour = _vesta_colours().get(symbol, "#ff1493")
-    return colour, round(0.5 * _covalent_radii().get(symbol, 1.5), 3)
+    return colour, round(0.25 + 0.3 * _covalent_radii().get(symbol, 1.5), 3)
 
 
 # ---------------------------------------------------------------------------- neighbours
@@ -260,6 +261,11 @@ def structure_scene(structure: Structure, options: SceneOptions = SceneOptions()
         chi = np.array([x if math.isfinite(x) else 0.0
                         for x in (Element(e).X for e in syms)])
     nbrs = neighbours(s, options.bonds)
+    centres = ({i for i in range(len(s)) if _is_polyhedron_centre(i, nbrs, chi)}
+               if options.polyhedra else set())
+    if centres:  # with polyhedra, only their bonds: the A-X contacts would hide them
+        nbrs = [[(j, img) for j, img in n if i in centres or j in centres]
+                for i, n in enumerate(nbrs)]
 
     rows: list[list] = []
     index: dict[tuple[int, tuple[int, int, int]], int] = {}
@@ -297,7 +303,7 @@ def structure_scene(structure: Structure, options: SceneOptions = SceneOptions()
     polyhedra = []
     if options.polyhedra:
         for (i, o), a in index.items():
-            if not _is_polyhedron_centre(i, nbrs, chi):
+            if i not in centres:
                 continue
             verts = [index.get((j, tuple(p + q for p, q in zip(o, img, strict=True))))
                      for j, img in nbrs[i]]

@@ -28,7 +28,6 @@ from cdvae_core.utils import atomic_write
 
 __all__ = [
     "atomic_write",
-    "extxyz_text",
     "load_structures",
     "load_named_structures",
     "structure_from_cif",
@@ -208,28 +207,6 @@ def write_cif_zip(
     return Path(path)
 
 
-def extxyz_text(
-    structures: Sequence[Structure], info: Sequence[Mapping[str, Any]] | None = None
-) -> str:
-    """Extended XYZ text of ``structures`` (one frame each, lattice included); ``info``: optional
-    per-structure key/value pairs for each frame's comment line."""
-    from ase.io import write  # ase is only needed for this format
-
-    if info is not None and len(info) != len(structures):
-        raise ValueError(f"got {len(info)} info entries for {len(structures)} structures")
-    frames = []
-    for i, structure in enumerate(structures):
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        if info is not None:
-            atoms.info.update(dict(info[i]))
-        frames.append(atoms)
-    buf = io.StringIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write(buf, frames, format="extxyz")
-    return buf.getvalue()
-
-
 def write_extxyz(
     structures: Sequence[Structure],
     path: PathLike,
@@ -246,7 +223,17 @@ def write_extxyz(
     Returns:
         ``path`` as a :class:`Path`.
     """
-    text = extxyz_text(structures, info)
-    with atomic_write(path, "w") as fh:
-        fh.write(text)
+    from ase.io import write  # ase is only needed for this format
+
+    if info is not None and len(info) != len(structures):
+        raise ValueError(f"got {len(info)} info entries for {len(structures)} structures")
+    frames = []
+    for i, structure in enumerate(structures):
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        if info is not None:
+            atoms.info.update(dict(info[i]))
+        frames.append(atoms)
+    with atomic_write(path, "w") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write(fh, frames, format="extxyz")
     return Path(path)

@@ -5,12 +5,21 @@ extended XYZ."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import streamlit as st
 from pymatgen.core import Structure
 
 from cdvae_core.explore import scene as scn
-from cdvae_core.io import extxyz_text, structure_to_cif, structure_to_poscar
+from cdvae_core.io import structure_to_cif, structure_to_poscar, write_extxyz
 from components.viewer import show_structure
+
+
+def _extxyz(structure: Structure) -> str:
+    with tempfile.TemporaryDirectory() as tmp:  # the writer takes a path
+        return write_extxyz([structure], Path(tmp) / "shown.extxyz").read_text()
+
 
 DEFAULT_SYMPREC = 0.1  # Å, the tolerance of the gallery and the metrics (SPACEGROUP_SYMPREC)
 
@@ -67,5 +76,5 @@ def structure_view(structure: Structure, name: str, key: str, height: int = 380)
                        "chemical/x-cif", key=f"{key}_shown_cif")
     d2.download_button("Shown cell (POSCAR)", structure_to_poscar(shown), f"{stem}.vasp",
                        "text/plain", key=f"{key}_shown_poscar")
-    d3.download_button("Shown cell (extended XYZ)", extxyz_text([shown]), f"{stem}.extxyz",
+    d3.download_button("Shown cell (extended XYZ)", _extxyz(shown), f"{stem}.extxyz",
                        "chemical/x-extxyz", key=f"{key}_shown_xyz")

@@ -485,3 +485,63 @@ def test_relax_button_without_chgnet_explains_the_install(app, no_chgnet):
     assert any("pip install" in e.value and "chgnet" in e.value for e in ok(at).error), \
         [e.value for e in at.error]
     assert "recon" not in at.session_state["relax"]
+
+
+# ---------------------------------------------------------------------------- viewer settings
+def upload(app, structure) -> AppTest:
+    at = app.switch_page("pages/upload.py").run()
+    at.text_area(key="cif_text").input(structure_to_cif(structure)).run()
+    return ok(at)
+
+
+def test_viewer_settings_space_group_and_shown_cell(app):
+    at = upload(app, cubic_srtio3())
+    assert "Space group **Pm-3m** (221), cubic, at tolerance 0.10 Å" in texts(at)
+    assert "covalent radii" in texts(at) and "VESTA colours" in texts(at)
+    at.checkbox(key="upload_poly").check()
+    for axis in "abc":
+        at.number_input(key=f"upload_n{axis}").set_value(2)
+    at.selectbox(key="upload_cell").set_value("conventional")
+    at.slider(key="upload_symprec").set_value(0.3)
+    at.checkbox(key="upload_sym").check().run()
+    ok(at)
+    assert not at.error
+    assert "conventional standard (symmetrised) cell, 2x2x2" in texts(at)
+    assert "at tolerance 0.30 Å" in texts(at)
+    labels = {b.label for b in at.get("download_button")}
+    assert {"Shown cell (CIF)", "Shown cell (POSCAR)", "Shown cell (extended XYZ)"} <= labels
+    at.selectbox(key="upload_bonds").set_value("crystalnn").run()
+    assert "CrystalNN" in texts(ok(at))
+
+
+@pytest.mark.parametrize("widget, value, words", [
+    ("upload_symprec", 0.0, "symmetry tolerance is 0.01 to 0.5 Å"),
+    ("upload_na", 10, "supercell repeats each axis 1 to 3 times"),
+    ("upload_nb", 0, "supercell repeats each axis 1 to 3 times"),
+    ("upload_nc", -2, "supercell repeats each axis 1 to 3 times"),
+])
+def test_bad_viewer_settings_give_a_message(app, widget, value, words):
+    at = upload(app, cubic_srtio3())
+    (at.slider if widget.endswith("symprec") else at.number_input)(key=widget).set_value(value)
+    at.run()
+    assert any(words in e.value for e in ok(at).error), [e.value for e in at.error]
+    assert "1x1x1" in texts(at)  # the default view is shown meanwhile
+
+
+def test_negative_tolerance_cannot_be_set(app):
+    at = upload(app, cubic_srtio3())
+    at.slider(key="upload_symprec").set_value(-0.2).run()  # the slider keeps it in range
+    assert not ok(at).error and "at tolerance" in texts(at)
+
+
+def test_denoising_viewer_physics_settings(app):
+    at = ok(run_sampler(select_first_test_material(app)))
+    traj = at.session_state["traj"]
+    assert traj["target"] is not None  # a test material: its crystal is shown as ghosts
+    scene = traj["payload"][-1]
+    assert len(scene["arrows"]) == traj["result"].num_atoms.item() and "ghosts" in scene
+    assert "σ² x score" in texts(at)
+    at.toggle(key="show_arrows").set_value(False)
+    at.toggle(key="shade").set_value(False)
+    at.select_slider(key="trail").set_value(0).run()
+    ok(at)

@@ -11,6 +11,7 @@ from pymatgen.core import Structure
 from cdvae_core import explore
 from cdvae_core.io import structure_to_cif, structure_to_poscar
 from cdvae_core.metrics import describe_structures
+from cdvae_core.metrics.evaluate import SPACEGROUP_SYMPREC
 from components.viewer import show_structure
 
 
@@ -54,7 +55,8 @@ def structure_details(structure: Structure, name: str, key: str) -> None:
     row = describe([structure]).iloc[0]
     c1, c2, c3 = st.columns(3)
     c1.metric("Formula", row["formula"])
-    c2.metric("Space group", spacegroup_text(row))
+    c2.metric("Space group", spacegroup_text(row),
+              help=f"international number, spglib at tolerance {SPACEGROUP_SYMPREC} Å")
     c3.metric("Density (g/cm³)", f"{row['density_g_cm3']:.2f}")
     (st.success if row["valid"] else st.warning)(validity_text(row))
     d1, d2 = st.columns(2)
@@ -74,4 +76,5 @@ def structure_grid(structures: list[Structure], labels: list[str], key: str, col
         with columns[i % len(columns)]:
             st.markdown(f"**{label}**: {row['formula']}")
             show_structure(s, height=height, key=f"{key}_{i}")
-            st.caption(f"SG {spacegroup_text(row)} · {validity_text(row)}")
+            st.caption(f"SG {spacegroup_text(row)} (tol. {SPACEGROUP_SYMPREC} Å) · "
+                       f"{validity_text(row)}")

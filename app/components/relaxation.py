@@ -18,7 +18,7 @@ import state
 import streamlit as st
 from pymatgen.core import Structure
 
-from cdvae_core.explore.trajectory import viewer_frame
+from cdvae_core.explore.scene import structure_scene
 from cdvae_core.io import structure_to_cif
 from cdvae_core.metrics.evaluate import SPACEGROUP_SYMPREC, spacegroup_number
 from cdvae_core.relax import (
@@ -59,8 +59,8 @@ def relax_one(structure: Structure) -> dict:
         shown = np.unique(np.linspace(0, n - 1, min(n, MAX_FRAMES)).round().astype(int))
         record["frames"] = [int(k) for k in shown]
         record["payload"] = [
-            viewer_frame(res.trajectory[k], f"step {res.trajectory_steps[k]} · "
-                                            f"{res.trajectory_energy_per_atom_eV[k]:.4f} eV/atom")
+            structure_scene(res.trajectory[k], label=f"step {res.trajectory_steps[k]} · "
+                            f"{res.trajectory_energy_per_atom_eV[k]:.4f} eV/atom")
             for k in shown
         ]
     return record

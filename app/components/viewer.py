@@ -1,8 +1,9 @@
-"""The 3D crystal viewer: 3Dmol.js inside a Streamlit component (frontend in ``viewer3d/``).
+"""The 3D crystal viewer: 3Dmol.js inside a Streamlit component (frontend in ``viewer3d/``)
+drawing scenes of :mod:`cdvae_core.explore.scene` with the library's renderer.
 
-The component stays mounted across reruns and redraws when it is sent a new frame index, so a
-trajectory plays without reloading the page or 3Dmol.js. The JavaScript is served by the app
-from ``app/static/3Dmol-min.js``, never from a CDN.
+The component stays mounted across reruns and redraws when it is sent a new frame index or new
+drawing options, so a trajectory plays without reloading the page or 3Dmol.js. The JavaScript
+is served by the app from ``app/static/3Dmol-min.js``, never from a CDN.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import streamlit.components.v1 as components
 from pymatgen.core import Structure
 
-from cdvae_core.explore.trajectory import viewer_frame
+from cdvae_core.explore import scene as scn
 
 STATIC_JS = Path(__file__).resolve().parents[1] / "static" / "3Dmol-min.js"
 _component = components.declare_component("viewer3d", path=str(Path(__file__).with_name("viewer3d")))
@@ -25,23 +26,33 @@ def js_available() -> bool:
 
 
 def show_frames(
-    frames: list[dict],
+    scenes: list[dict],
     index: int = 0,
     height: int = 420,
     key: str | None = None,
-    style: str = "ball_and_stick",
+    options: dict | None = None,
+    name: str = "view",
 ) -> None:
-    """Show ``frames`` (payloads of :func:`cdvae_core.explore.trajectory.viewer_frame`) at ``index``.
+    """Show ``scenes`` (of :mod:`cdvae_core.explore.scene`) at ``index``; ``options`` are the
+    renderer's (arrows, trail, shade, ghosts, arrowGain, polyhedra, images, style).
 
-    The frames are identified by a content hash: the viewer keeps its camera while only the
-    index changes and re-centres when it is given new frames.
+    The scenes are identified by a content hash: the viewer keeps its camera while only the
+    index or the options change and re-centres when it is given new scenes.
     """
-    data_id = hashlib.sha1(json.dumps(frames).encode()).hexdigest()[:16]
-    _component(frames=frames, index=int(index), data_id=data_id, height=int(height),
-               style=style, key=key, default=None)
+    data_id = hashlib.sha1(json.dumps(scenes).encode()).hexdigest()[:16]
+    _component(scenes=scenes, index=int(index), data_id=data_id, height=int(height),
+               options=options or {}, name=name, renderer=scn.renderer_js(), key=key,
+               default=None)
 
 
 def show_structure(
-    structure: Structure, label: str = "", height: int = 320, key: str | None = None
-) -> None:
-    show_frames([viewer_frame(structure, label)], 0, height, key)
+    structure: Structure,
+    label: str = "",
+    height: int = 320,
+    key: str | None = None,
+    options: scn.SceneOptions | None = None,
+) -> dict:
+    """Draw one structure; returns its scene."""
+    scene = scn.structure_scene(structure, options or scn.SceneOptions(), label)
+    show_frames([scene], 0, height, key, name=label or "structure")
+    return scene

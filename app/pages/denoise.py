@@ -12,10 +12,12 @@ from components.cards import structure_details
 from components.relaxation import relax_panel
 from components.runs import run_decode
 from components.sampler_form import sampler_config
-from components.viewer import show_frames, show_structure
+from components.structure_view import structure_view
+from components.viewer import show_frames
 from pymatgen.core import Lattice
 
 from cdvae_core import explore
+from cdvae_core.explore import scene
 
 ctx = state.context()
 st.title("Denoising viewer")
@@ -25,7 +27,7 @@ if focus is not None:
     st.subheader(f"Sample {focus['name']}")
     left, right = st.columns([3, 2])
     with left:
-        show_structure(focus["structure"], focus["name"], height=420, key="focus_viewer")
+        structure_view(focus["structure"], focus["name"], key="focus", height=420)
     with right:
         structure_details(focus["structure"], focus["name"], key="focus")
         if focus.get("z") is not None and st.button("Denoise from this sample's z",
@@ -85,17 +87,21 @@ if run:
             shown[0] = time.perf_counter()
             s = explore.frame_structure(frame, lattice, n_atoms)
             with live.container():
-                show_frames([explore.viewer_frame(s, f"step {frame.step} · σ {frame.sigma:.3g} Å")],
+                show_frames([scene.structure_scene(s, scene.SceneOptions(images=False),
+                                                   f"step {frame.step} · σ {frame.sigma:.3g} Å")],
                             height=420)
 
     result = run_decode(ctx.model, sel["z"], cfg, int(seed), on_frame=on_frame)
     live.empty()
     if result is not None:
-        structures = explore.frame_structures(result)
+        target = None  # a test material's z: its crystal is the reconstruction's target
+        if sel["source"] == "test" and ctx.test is not None:
+            ids = list(ctx.test.table["material_id"])
+            mid = sel["label"].rsplit("(", 1)[-1].rstrip(")")
+            target = ctx.test.dataset.structure(ids.index(mid)) if mid in ids else None
         st.session_state["traj"] = {
             "label": sel["label"], "result": result, "final": result.structures()[0],
-            "payload": [explore.viewer_frame(s, f"step {f.step} · σ {f.sigma:.3g} Å")
-                        for f, s in zip(result.frames, structures, strict=True)],
+            "payload": scene.trajectory_scenes(result, target=target), "target": target,
             "extxyz": explore.trajectory_to_extxyz(result),
         }
         st.session_state["frame_idx"] = 0
@@ -109,6 +115,18 @@ st.subheader(f"Trajectory from {traj['label']}")
 c1, c2 = st.columns([1, 4])
 playing = c1.toggle("Play", key="playing")
 fps = c2.select_slider("Frames per second", [1, 2, 4, 8], value=4, key="fps")
+p1, p2, p3, p4, p5 = st.columns(5)
+physics = {
+    "arrows": p1.toggle("Score arrows", value=True, key="show_arrows"),
+    "arrowGain": p2.select_slider("Arrow gain", [0.25, 0.5, 1.0, 2.0, 4.0], value=1.0,
+                                  key="arrow_gain"),
+    "trail": p3.select_slider("Trail (frames)", [0, 2, 4, 8], value=4, key="trail"),
+    "shade": p4.toggle("Shade by p(element)", value=True, key="shade",
+                       help="atoms fade towards grey as the probability of their element drops"),
+    "ghosts": p5.toggle("Target as ghosts", value=True, key="ghosts",
+                        disabled=traj.get("target") is None,
+                        help="the test crystal this z encodes, drawn faint (reconstructions)"),
+}
 
 
 @st.fragment(run_every=1.0 / fps if playing else None)
@@ -121,7 +139,13 @@ def player() -> None:
     frame = result.frames[i]
     left, right = st.columns([3, 2])
     with left:
-        show_frames(payload, i, height=460, key="traj_viewer")
+        show_frames(payload, i, height=460, key="traj_viewer", options=physics, name="denoising")
+        s2 = frame.sigma ** 2
+        st.caption(
+            f"Arrows: {physics['arrowGain']:g} x σ² x score, the step to the denoised position "
+            f"(Tweedie); σ² = {s2:.3g} Å² here, so 1 Å⁻¹ of score is "
+            f"{physics['arrowGain'] * s2:.3g} Å of arrow. Blue trails: the last "
+            f"{physics['trail']} frames. Bonds: {scene.BOND_METHODS['covalent']}.")
     with right:
         m1, m2 = st.columns(2)
         m1.metric("Step", f"{frame.step} / {result.frames[-1].step}")

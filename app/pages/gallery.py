@@ -13,6 +13,7 @@ from components.runs import run_decode
 from components.viewer import show_structure
 
 from cdvae_core.diffusion.presets import get_preset
+from cdvae_core.metrics.evaluate import SPACEGROUP_SYMPREC
 
 PAGE = 9
 ctx = state.context()
@@ -63,7 +64,8 @@ sortable = [c for c in table.columns if c not in ("struct_reason", "comp_reason"
 sort = c3.selectbox("Sort by", sortable, key="gal_sort")
 desc = c4.checkbox("Descending", key="gal_desc")
 view = gallery.filtered(table, validity, text, sort, desc)
-st.caption(f"{len(view)} of {len(table)} samples · valid: {int(table['valid'].sum())}")
+st.caption(f"{len(view)} of {len(table)} samples · valid: {int(table['valid'].sum())} · space "
+           f"groups by spglib at tolerance {SPACEGROUP_SYMPREC} Å")
 pages = max(1, -(-len(view) // PAGE))
 page = st.number_input("Page", 1, pages, 1, key=f"gal_page_{gal['id']}") if pages > 1 else 1
 
@@ -73,8 +75,8 @@ for k, i in enumerate(view.index[(page - 1) * PAGE: page * PAGE]):
     with cols[k % 3], st.container(border=True):
         st.markdown(f"**{row['formula']}** · {row['name']}")
         show_structure(s, height=200, key=f"gal_{gal['id']}_{i}")
-        st.caption(f"SG {row['spacegroup']} · {row['density_g_cm3']:.2f} g/cm³ · "
-                   f"{row['validity']}" + (f" · nearest test: {row['nearest_test']}"
+        st.caption(f"SG {row['spacegroup']} (tol. {SPACEGROUP_SYMPREC} Å) · "
+                   f"{row['density_g_cm3']:.2f} g/cm³ · {row['validity']}" + (f" · nearest test: {row['nearest_test']}"
                                            if "nearest_test" in row else ""))
         a, b = st.columns(2)
         a.checkbox("Select", key=f"gal_pick_{gal['id']}_{i}")
@@ -84,6 +86,7 @@ for k, i in enumerate(view.index[(page - 1) * PAGE: page * PAGE]):
             st.switch_page("pages/denoise.py")
 
 with st.expander("Table"):
+    st.caption(f"spacegroup: international number, spglib at tolerance {SPACEGROUP_SYMPREC} Å")
     st.dataframe(view, hide_index=True)
 # checkboxes only cover the page on screen; with none ticked the download takes the filter
 chosen = [i for i in view.index if st.session_state.get(f"gal_pick_{gal['id']}_{i}")] or list(

@@ -10,6 +10,7 @@ import torch
 from components.cards import structure_details
 from components.relaxation import relax_panel
 from components.runs import run_decode
+from components.structure_view import structure_view
 from components.viewer import show_structure
 
 from cdvae_core.data.dataset import CrystalDataset
@@ -55,7 +56,7 @@ if all(u["digest"] != digest for u in uploads):
 left, right = st.columns(2)
 with left:
     st.subheader("Uploaded")
-    show_structure(structure, name, height=360, key="upload_viewer")
+    structure_view(structure, name, key="upload", height=360)
     structure_details(structure, name, key="upload")
     if st.button("Select its z (map, denoising, steering)", key="upload_select"):
         state.select_z(z, label, "upload")

@@ -105,6 +105,7 @@ class Frame:
     atom_types: Tensor  # [N]
     score_norm: Tensor  # [N] |score| in Å^-1
     type_probs: Tensor | None  # [N, K]
+    score: Tensor | None = None  # [N, 3] Å^-1, the score this step followed (Cartesian)
 
 
 @dataclass
@@ -205,6 +206,7 @@ def annealed_langevin(
                 frac_coords=frac.detach().cpu().clone(),
                 atom_types=types.detach().cpu().clone(),
                 score_norm=score.detach().norm(dim=-1).cpu(),
+                score=score.detach().cpu().clone(),
                 type_probs=torch.softmax(logits.detach(), -1).cpu(),
             )
             frames.append(frame)

@@ -114,10 +114,9 @@ def _sampler(args: argparse.Namespace, dataset: str):
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from cdvae_core.data.splits import load_split
+    from cdvae_core.data.splits import load_split, sr_thresholds
     from cdvae_core.experiments import tasks
     from cdvae_core.model.checkpoint import load_model
-    from cdvae_core.predictor.gnn import load_predictor
 
     if args.relax:
         from cdvae_core.relax import require_chgnet
@@ -133,8 +132,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _compile(model, args.compile)
     test = load_split(args.data_dir, model.cfg.dataset, "test")
     _, sampler = _sampler(args, model.cfg.dataset)
-    predictor = load_predictor(args.predictor) if args.predictor else None
-    prop_fn = predictor.predict if predictor is not None else None
+    prop_fn, instrument = _instrument(args.predictor, model.cfg.dataset)
     out = Path(args.out_dir)
     common = dict(sampler=sampler, seed=args.seed, checkpoint=args.checkpoint)
     results = {}
@@ -146,28 +144,59 @@ def _evaluate(args: argparse.Namespace) -> int:
         results["generation"] = tasks.run_generation(
             model, test, out / "generation", num_samples=args.num_samples,
             batch_size=args.batch_size, property_fn=prop_fn, relax=args.relax,
-            relax_steps=args.relax_steps, relax_fmax=args.relax_fmax, **common)
+            relax_steps=args.relax_steps, relax_fmax=args.relax_fmax, instrument=instrument,
+            **common)
     if "optimization" in args.tasks:
         if prop_fn is None:
-            raise ValueError("the optimization task needs --predictor (the independent GNN)")
+            raise ValueError("the optimization task needs a property instrument: the paper's "
+                             "property model (`cdvae fetch-property-models`) or --predictor")
         results["optimization"] = tasks.run_optimization(
             model, test, out / "optimization", prop_fn, num_materials=args.num_optimize,
-            steps=args.opt_steps, decode_every=args.decode_every, **common)
+            steps=args.opt_steps, decode_every=args.decode_every, instrument=instrument,
+            sr_thresholds=sr_thresholds(args.data_dir, model.cfg.dataset), **common)
     print(json.dumps(results, indent=2, default=str))
     return 0
+
+
+def _instrument(predictor_path: str | None, dataset: str):
+    """The property instrument of an evaluation: our own predictor file when one is given,
+    else the paper's own property model of ``dataset``; ``(property_fn, description)``, and
+    ``(None, None)`` for a dataset without one (the summary then says so)."""
+    if predictor_path:
+        from cdvae_core.predictor.gnn import load_predictor
+
+        return (load_predictor(predictor_path).predict,
+                f"our independent GNN predictor ({predictor_path})")
+    from cdvae_core.data.registry import get_dataset_info
+    from cdvae_core.predictor.paper_models import PAPER_CHECKPOINTS, PaperPropertyModel
+
+    if get_dataset_info(dataset).name not in PAPER_CHECKPOINTS:
+        print(f"no paper property model for {dataset}: property statistics are left out "
+              "(give --predictor to use ours)")
+        return None, None
+    model = PaperPropertyModel.load(dataset)  # PropertyModelError says how to fetch it
+    print(f"property instrument: {model.description}")
+    return model.predict, model.description
 
 
 def _rescore(args: argparse.Namespace) -> int:
     from cdvae_core.data.splits import load_split
     from cdvae_core.experiments import tasks
-    from cdvae_core.predictor.gnn import load_predictor
 
-    settings = tasks.read_generation_settings(args.run_dir)  # before any slow loading
-    predictor = load_predictor(args.predictor) if args.predictor else None
+    settings = json.loads((Path(args.run_dir) / "settings.json").read_text())
+    task = settings.get("task")
+    if task not in ("generation", "optimization"):
+        raise ValueError(f"{args.run_dir} is not a generation or optimisation run "
+                         f"(settings.json task {task!r})")
     dataset = args.dataset or _dataset_of(settings)
-    test = load_split(args.data_dir, dataset, "test")
-    summary = tasks.rescore_generation(args.run_dir, test,
-                                       predictor.predict if predictor else None)
+    prop_fn, instrument = _instrument(args.predictor, dataset)
+    if task == "optimization":
+        if prop_fn is None:
+            raise ValueError("rescoring an optimisation run needs a property instrument")
+        summary = tasks.rescore_optimization(args.run_dir, dataset, prop_fn, instrument)
+    else:
+        test = load_split(args.data_dir, dataset, "test")
+        summary = tasks.rescore_generation(args.run_dir, test, prop_fn, instrument=instrument)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -308,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out-dir", dest="out_dir", required=True)
     e.add_argument("--tasks", nargs="+", default=["reconstruction", "generation", "optimization"],
                    choices=["reconstruction", "generation", "optimization"])
-    e.add_argument("--predictor", help="independent property predictor file")
+    e.add_argument("--predictor", help="our own independent property predictor file (default "
+                   "instrument: the paper's own property model of the dataset, fetched with "
+                   "`cdvae fetch-property-models`)")
     e.add_argument("--num-samples", dest="num_samples", type=int, default=10000)
     e.add_argument("--num-reconstruct", dest="num_reconstruct", type=int,
                    help="first N test crystals (default: all)")
@@ -332,13 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampler_args(e)
     e.set_defaults(func=_evaluate)
 
-    r = sub.add_parser("rescore", help="score a finished generation run again from its saved "
-                       "structures, with this version's metrics (no sampling)")
-    r.add_argument("run_dir", help="the run's generation folder (summary.json, settings.json, "
-                   "structures.extxyz)")
+    r = sub.add_parser("rescore", help="score a finished generation or optimisation run again "
+                       "from its saved structures, with this version's metrics and a property "
+                       "instrument (no sampling)")
+    r.add_argument("run_dir", help="the run's generation or optimization folder (summary.json, "
+                   "settings.json, structures.extxyz)")
     r.add_argument("--data-dir", dest="data_dir", required=True)
-    r.add_argument("--predictor", help="independent property predictor file (for the property "
-                   "distance, as in the original run)")
+    r.add_argument("--predictor", help="our own independent property predictor file (default: "
+                   "the paper's own property model of the dataset)")
     r.add_argument("--dataset", help="dataset of the run (default: read from its checkpoint)")
     r.set_defaults(func=_rescore)
 

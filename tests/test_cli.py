@@ -25,3 +25,21 @@ def test_importing_the_cli_has_no_side_effects():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=REPO, check=True)
     assert out.stdout.strip() == "None"
+
+
+def test_evaluation_names_its_property_instrument(tmp_path, monkeypatch):
+    """Issue 20: the paper's property model by default, with a message naming the fetch command
+    when its wheel is missing; our own predictor when a file is given, named as such."""
+    import pytest
+
+    from cdvae_core.cli import _instrument
+    from cdvae_core.predictor.gnn import PredictorConfig, PropertyPredictor, save_predictor
+    from cdvae_core.predictor.paper_models import PropertyModelError
+
+    monkeypatch.setenv("CDVAE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(PropertyModelError, match="fetch-property-models"):
+        _instrument(None, "perov_5")
+    path = tmp_path / "predictor.pt"
+    save_predictor(PropertyPredictor(PredictorConfig(hidden=8, num_layers=1)), path, {})
+    fn, name = _instrument(str(path), "perov_5")
+    assert callable(fn) and name.startswith("our independent GNN predictor")

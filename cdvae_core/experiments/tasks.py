@@ -157,8 +157,10 @@ def run_generation(
     relax: int = 0,
     relax_steps: int = 200,
     relax_fmax: float = 0.1,
+    instrument: str | None = None,
 ) -> dict[str, Any]:
     """``num_samples`` crystals from the prior, scored against the test set (paper Table 3).
+    ``instrument`` names ``property_fn`` in the summary (``property_instrument``).
 
     With ``relax = N > 0`` the first ``N`` valid samples (in sample order) are also relaxed
     with CHGNet (FIRE, cell included, at most ``relax_steps`` steps, forces below
@@ -184,6 +186,7 @@ def run_generation(
         samples, test.structures(), test.info, n_diversity=n_diversity, seed=seed,
         property_fn=property_fn, reference_ids=test.material_ids, progress=progress,
     )
+    _record_instrument(summary, instrument if property_fn is not None else None)
     extra: dict[str, Any] = {}
     if relax:
         t1 = time.time()
@@ -201,6 +204,21 @@ def run_generation(
     return summary
 
 
+#: how runs scored before the instrument was recorded name theirs
+LEGACY_INSTRUMENT = "our independent GNN predictor (checkpoints/<dataset>/predictor.pt)"
+
+
+def _property_figures(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k.startswith("wdist_property")}
+
+
+def _record_instrument(summary: dict, instrument: str | None) -> None:
+    """Name the instrument behind ``wdist_property`` and file its figures under it."""
+    summary["property_instrument"] = instrument
+    if instrument is not None and "wdist_property" in summary:
+        summary.setdefault("by_instrument", {})[instrument] = _property_figures(summary)
+
+
 def read_generation_settings(out_dir: str | Path) -> dict[str, Any]:
     """``settings.json`` of the generation run in ``out_dir``; ``ValueError`` for another task."""
     settings = json.loads((Path(out_dir) / "settings.json").read_text())
@@ -216,6 +234,7 @@ def rescore_generation(
     property_fn=None,
     n_diversity: int = 1000,
     progress: bool = True,
+    instrument: str | None = None,
 ) -> dict[str, Any]:
     """Score a finished generation run again with this version's metrics, from the structures
     it saved (no sampling): for metrics added or corrected after the run.
@@ -225,6 +244,9 @@ def rescore_generation(
     run's sampling figures (``num_samples``, ``decode_seconds``, ``total_seconds``) and a
     CHGNet ``relaxation`` block with its per-sample columns, and records the rescoring under
     ``rescored`` (library versions, seconds). Failed decodes (``missing.txt``) stay failed.
+    The property figures of every instrument that scored the run are kept under
+    ``by_instrument`` (the top-level ``wdist_property`` is that of ``instrument``); a run scored
+    before instruments were named is taken to have used our own predictor.
     """
     out_dir = Path(out_dir)
     settings = read_generation_settings(out_dir)
@@ -249,6 +271,11 @@ def rescore_generation(
             table[column] = old_table[column].to_numpy()
     if "relaxation" in old:
         summary["relaxation"] = old["relaxation"]
+    summary["by_instrument"] = dict(old.get("by_instrument") or {})
+    if "wdist_property" in old and "by_instrument" not in old:
+        summary["by_instrument"][old.get("property_instrument") or LEGACY_INSTRUMENT] = \
+            _property_figures(old)
+    _record_instrument(summary, instrument if property_fn is not None else None)
     summary.update({k: old[k] for k in ("num_samples", "decode_seconds", "total_seconds")
                     if k in old})
     summary["rescored"] = {"versions": _versions(), "seconds": time.time() - t0,
@@ -366,6 +393,7 @@ def run_optimization(
         "property": info.property_column, "decode_iterations": iterations,
         "starting_materials": f"the first {n} of {test.source}",
         "property_instrument": instrument,
+        "by_instrument": {instrument: _sr_figures(summary)} if instrument else {},
         "sr_thresholds": list(thresholds), "sr_thresholds_source": threshold_source,
         "mean_start_property": float(np.nanmean(start_prop)) if start_prop is not None
         else None,
@@ -389,6 +417,11 @@ def _score_optimization_run(decodes, iterations, ids, property_fn, thresholds, d
     if property_fn is None:
         raise ValueError("scoring the optimised materials needs a property instrument")
     return score_optimization(decodes, property_fn, thresholds, ids, iterations)
+
+
+def _sr_figures(summary: dict) -> dict:
+    return {k: summary[k] for k in ("success_rates", "mean_best_property", "valid_decodes",
+                                    "materials_with_a_valid_decode") if k in summary}
 
 
 def rescore_optimization(out_dir: str | Path, dataset: str, property_fn,
@@ -415,8 +448,14 @@ def rescore_optimization(out_dir: str | Path, dataset: str, property_fn,
     summary, table = _score_optimization_run(decodes, iterations, ids, property_fn, thresholds,
                                              old.get("direction", "minimize"))
     keep = {k: v for k, v in old.items() if k not in summary and k not in
-            ("property_instrument", "mean_start_property")}
+            ("property_instrument", "mean_start_property", "by_instrument")}
+    by_instrument = dict(old.get("by_instrument") or {})
+    if old.get("property_instrument") and "success_rates" in old:
+        by_instrument.setdefault(old["property_instrument"], _sr_figures(old))
     summary = keep | summary | {"property_instrument": instrument}
+    if instrument:
+        by_instrument[instrument] = _sr_figures(summary)
+    summary["by_instrument"] = by_instrument
     summary["rescored"] = {"versions": _versions(), "seconds": time.time() - t0}
     save_results(summary, table, out_dir)
     return summary

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -22,7 +23,11 @@ from pathlib import Path
 
 import torch
 
-REFERENCE = {  # txie-93/cdvae default configuration, torch 2.13 CPU, 2 threads, this machine kind
+# txie-93/cdvae default configuration, torch 2.13 CPU, 2 threads, measured in an earlier session
+# on a CPU that was not recorded: NOT comparable with the figures this script measures (our CPU
+# model changes between sessions); side-by-side figures are in benchmarks/README.md
+REFERENCE = {
+    "note": "earlier session, CPU not recorded: not comparable with this file's figures",
     "train_step_perov_5_b32_s": 0.85,
     "train_step_perov_5_b256_s": 7.8,
     "train_step_perov_5_b256_peak_gb": 6.0,
@@ -164,7 +169,11 @@ def main() -> None:
             else:
                 results[key] = json.loads(out.stdout.strip().splitlines()[-1])
             print(key, results[key], file=sys.stderr, flush=True)
-    results["machine"] = {"platform": platform.platform(), "torch": str(torch.__version__)}
+    from cdvae_core.utils import cpu_info
+
+    # every figure of this file was taken on this CPU (compare speeds only within one file)
+    results["machine"] = {"platform": platform.platform(), "torch": str(torch.__version__),
+                          **cpu_info(), "load_average_1min": round(os.getloadavg()[0], 2)}
     print(json.dumps(results, indent=2))
     from cdvae_core.utils import atomic_write
 

@@ -23,6 +23,7 @@ __all__ = [
     "available_workers",
     "default_cache_dir",
     "cpu_model",
+    "cpu_info",
 ]
 
 
@@ -104,6 +105,26 @@ def default_cache_dir() -> Path:
     """``$CDVAE_CACHE_DIR``, else ``~/.cache/cdvae_core`` (the data directory may be read-only)."""
     env = os.environ.get("CDVAE_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "cdvae_core"
+
+
+#: instruction-set flags that decide which CPU kernels torch can use (bf16 and int8 matmuls)
+CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile",
+                         "amx_bf16", "amx_int8")
+
+
+def cpu_info() -> dict:
+    """What a benchmark result must name: the processor, its cores and the instruction-set
+    flags of :data:`CPU_FLAGS_OF_INTEREST` it has (read from ``/proc/cpuinfo`` on Linux)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
+            "flags": [f for f in CPU_FLAGS_OF_INTEREST if f in flags]}
 
 
 def cpu_model() -> str:

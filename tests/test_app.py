@@ -545,3 +545,51 @@ def test_denoising_viewer_physics_settings(app):
     at.toggle(key="shade").set_value(False)
     at.select_slider(key="trail").set_value(0).run()
     ok(at)
+
+
+# ---------------------------------------------------------------------------- MP-20 subset
+def test_a_model_of_the_mp_20_subset_in_the_app(tmp_path, monkeypatch):
+    """Issue 17: a model of the 2-3-element MP-20 subset (tiny random weights here) gets its
+    latent map coloured by chemical family and by formation energy, steering toward lower
+    formation energy, and validity and nearest test material for every decoded crystal."""
+    from helpers import data_file
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.for_dataset("mp_20_biternary", encoder=SMALL, decoder=SMALL,
+                                  latent_dim=16, hidden_dim=32)
+    lattice = StandardScaler(torch.tensor([2.3, 2.3, 2.3, 90.0, 90.0, 90.0]),
+                             torch.tensor([0.1, 0.1, 0.1, 2.0, 2.0, 2.0]))
+    ckpt = tmp_path / "mp" / "model.pt"
+    ckpt.parent.mkdir()
+    save_model(CDVAE(cfg, scalers={"lattice": lattice}), ckpt)
+    (tmp_path / "data" / "mp_20_biternary").mkdir(parents=True)
+    rows = pd.read_csv(data_file("mp_20_biternary", "test")).head(12)
+    rows.to_csv(tmp_path / "data" / "mp_20_biternary" / "test.csv", index=False)
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(ckpt))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CDVAE_CACHE_DIR", str(tmp_path / "cache"))
+    at = until_map_ready(ok(AppTest.from_file(MAIN, default_timeout=180).run()))
+    assert "MP-20 2-3-element subset, property formation_energy_per_atom" in " ".join(
+        c.value for c in at.sidebar.caption)
+    at.selectbox(key="map_colour").select("chemical family").run()
+    spec = ok(at).get("plotly_chart")[0].proto.spec
+    assert any(f'"name":"{fam}"' in spec.replace(" ", "")
+               for fam in ("oxide", "intermetallic", "halide", "nitride", "chalcogenide",
+                           "pnictide")), spec[:400]
+    at = select_first_test_material(at)
+    at.switch_page("pages/steer.py").run()
+    assert "minimize formation_energy_per_atom" in [o for r in at.radio for o in r.options]
+    for widget in at.number_input:
+        if widget.label == "Gradient steps":
+            widget.set_value(10)
+        if widget.label == "Decode every k steps":
+            widget.set_value(10)
+    out = ok(click(at, "Steer")).session_state["steer_result"]
+    assert out["prop"][-1] < out["prop"][0]  # toward lower formation energy
+    at = at.switch_page("pages/gallery.py").run()
+    for widget in at.number_input:
+        if widget.label == "Samples":
+            widget.set_value(2)
+    table = ok(click(at, "Generate")).session_state["gallery"]["table"]
+    assert {"validity", "nearest_test"} <= set(table.columns)
+    assert all(("composition" in v or "valid" in v) for v in table["validity"])

@@ -6,7 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 import state
 
-COLOUR_OPTIONS = ["property", "family (anion)", "number of elements", "number of atoms"]
+COLOUR_OPTIONS = ["property", "chemical family", "family (anion)", "number of elements",
+                  "number of atoms"]
 _PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2",
             "#ff9da6", "#9d755d", "#bab0ac"]
 
@@ -65,7 +66,8 @@ def _groups(table, colour: str, prop_name: str):
         return [("test set", np.arange(len(table)), dict(
             size=6, color=prop, colorscale="Viridis", showscale=bool(np.isfinite(prop).any()),
             colorbar=dict(title=dict(text=prop_name, side="right"), thickness=12)))]
-    column = {"family (anion)": "family", "number of elements": "n_elements",
+    column = {"chemical family": "chemical_family", "family (anion)": "family",
+              "number of elements": "n_elements",
               "number of atoms": "n_atoms"}[colour]
     values = table[column].to_numpy()
     counts = {v: int((values == v).sum()) for v in np.unique(values)}

@@ -10,6 +10,7 @@ from cdvae_core.explore.latent import (
     read_latent,
 )
 from cdvae_core.explore.materials import (
+    chemical_family,
     composition_vectors,
     dataset_table,
     nearest_reference,
@@ -41,6 +42,7 @@ __all__ = [
     "read_latent",
     "reduced_formula",
     "structure_family",
+    "chemical_family",
     "trajectory_to_extxyz",
     "viewer_frame",
 ]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cdvae_core.data.dataset import CrystalDataset
 
 __all__ = ["composition_vectors", "dataset_table", "nearest_reference", "reduced_formula",
-           "structure_family"]
+           "structure_family", "chemical_family"]
 
 
 def reduced_formula(atomic_numbers: Sequence[int]) -> str:
@@ -44,6 +44,32 @@ def structure_family(atomic_numbers: Sequence[int]) -> str:
     return Element.from_Z(zs[int(np.argmax(chi))]).symbol
 
 
+#: chemical family named by the anion (the most electronegative element) of a compound
+_ANION_FAMILIES = {
+    "O": "oxide", "N": "nitride", "C": "carbide", "B": "boride", "H": "hydride",
+    "F": "halide", "Cl": "halide", "Br": "halide", "I": "halide",
+    "S": "chalcogenide", "Se": "chalcogenide", "Te": "chalcogenide",
+    "P": "pnictide", "As": "pnictide", "Sb": "pnictide",
+    "Si": "silicide / germanide", "Ge": "silicide / germanide",
+}
+
+
+def chemical_family(atomic_numbers: Sequence[int]) -> str:
+    """The chemical family a materials scientist would file a crystal under: ``"element"`` for
+    one element, ``"intermetallic"`` when every element is a metal, else by its anion
+    (:func:`structure_family`): oxide, nitride, halide, chalcogenide, pnictide, carbide, boride,
+    hydride, silicide / germanide, or ``"<anion> compound"``."""
+    zs = sorted(set(int(z) for z in atomic_numbers))
+    if not zs:
+        return "?"
+    if len(zs) == 1:
+        return "element"
+    if all(Element.from_Z(z).is_metal for z in zs):
+        return "intermetallic"
+    anion = structure_family(zs)
+    return _ANION_FAMILIES.get(anion, f"{anion} compound")
+
+
 def composition_vectors(atom_types: Sequence[Sequence[int]]) -> np.ndarray:
     """Element fractions ``[M, 100]`` (Z = 1..100) of each crystal's atomic numbers."""
     out = np.zeros((len(atom_types), MAX_ATOMIC_NUM))
@@ -54,7 +80,8 @@ def composition_vectors(atom_types: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def dataset_table(dataset: CrystalDataset) -> pd.DataFrame:
-    """One row per crystal: ``material_id``, ``formula``, ``family``, ``n_atoms``,
+    """One row per crystal: ``material_id``, ``formula``, ``family`` (anion),
+    ``chemical_family`` (:func:`chemical_family`), ``n_atoms``,
     ``n_elements``, ``volume_per_atom`` (Å^3) and ``prop``, from the dataset's tensors (cheap:
     no pymatgen Structure is built)."""
     rows = []
@@ -69,6 +96,7 @@ def dataset_table(dataset: CrystalDataset) -> pd.DataFrame:
                 "material_id": dataset.material_ids[i],
                 "formula": reduced_formula(zs),
                 "family": structure_family(zs),
+                "chemical_family": chemical_family(zs),
                 "n_atoms": n,
                 "n_elements": len(set(zs)),
                 "volume_per_atom": lattice.volume / n,

@@ -39,3 +39,13 @@ def test_nearest_reference_by_composition_then_volume():
     assert np.allclose(query.sum(1), 1.0)
     idx, dist = explore.nearest_reference(query, np.zeros((0, 100)))
     assert list(idx) == [-1, -1, -1]
+
+
+def test_chemical_family_from_the_anion_or_intermetallic():
+    assert explore.chemical_family([38, 22, 8, 8, 8]) == "oxide"  # SrTiO3
+    assert explore.chemical_family([31, 7]) == "nitride"  # GaN
+    assert explore.chemical_family([11, 17]) == "halide"  # NaCl
+    assert explore.chemical_family([30, 16]) == "chalcogenide"  # ZnS
+    assert explore.chemical_family([31, 33]) == "pnictide"  # GaAs
+    assert explore.chemical_family([13, 29, 29]) == "intermetallic"  # AlCu2
+    assert explore.chemical_family([6] * 8) == "element"

@@ -134,7 +134,8 @@ def check_drawn(pg, name: str) -> tuple[int, int]:
     """Every plotly figure and every 3D view of the page drew: pixels of each (scrolled into
     view, screenshot in ``test-artifacts/<name>_...png``). Returns (figures, views)."""
     figures = pg.locator(".js-plotly-plot")
-    views = pg.locator(".cdvae-view")
+    views = pg.locator('div[id^="3dmolviewer_"]')  # py3Dmol's container of a view (grid)
+    assert pg.get_by_text("3D view not drawn").count() == 0, "a view found no 3Dmol.js"
     for i in range(figures.count()):
         fig = figures.nth(i)
         fig.locator(".main-svg .scatterlayer .trace").first.wait_for(state="attached",
@@ -144,7 +145,6 @@ def check_drawn(pg, name: str) -> tuple[int, int]:
         assert fraction > 0.01, f"figure {i}: only {fraction:.2%} non-background pixels"
     for i in range(views.count()):
         view = views.nth(i)
-        assert view.get_by_text("3D view not drawn").count() == 0, f"view {i} has no 3Dmol.js"
         canvas = view.locator("canvas").first
         canvas.wait_for(timeout=60_000)
         canvas.scroll_into_view_if_needed()
@@ -199,9 +199,8 @@ def test_tutorial_runs_in_jupyterlab_offline(browser, smoke, tmp_path):  # noqa:
             assert _wait_all_ran(pg) == code_cells
             print(f"run all: {time.monotonic() - t0:.0f} s")
             pg.screenshot(path=str(ARTIFACTS / "notebook_02_ran.png"), full_page=True)
-            figures, views = check_drawn(pg, "notebook_lab")
-            assert (figures, views) == (FIGURES, VIEWS), errors
             assert not pg.blocked, f"requests that would have left the machine: {pg.blocked}"
+            assert check_drawn(pg, "notebook_lab") == (FIGURES, VIEWS), errors
         finally:
             pg.context.close()
 

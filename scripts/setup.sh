@@ -16,7 +16,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "${PIP[@]}" "torch==${CDVAE_TORCH_VERSION:-2.13.0}"
 fi
 "${PIP[@]}" -e ".[app,notebooks,relax,dev]"
-# Local copy of the 3Dmol.js viewer for the app (served offline, never from a CDN at view time).
+# Local copy of the 3Dmol.js viewer for the app and the notebooks (served by the app, embedded in
+# notebook outputs; never loaded from a CDN at view time).
 if [ ! -f app/static/3Dmol-min.js ] && command -v npm >/dev/null 2>&1; then
     bash scripts/fetch_3dmol.sh || echo "warning: could not install 3dmol from npm; the app's 3D viewer needs app/static/3Dmol-min.js" >&2
 fi
@@ -24,4 +25,4 @@ fi
 # installed): the instrument behind the paper's property numbers. Setup goes on without them.
 "$VENV/bin/cdvae" fetch-property-models \
     || echo "warning: could not fetch the paper's property models (no registry?); run \`cdvae fetch-property-models\` later" >&2
-echo "environment ready: $VENV"
+echo "environment ready: $VENV (notebooks: $VENV/bin/jupyter lab notebooks/)"

@@ -25,7 +25,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_notebook", "parse_value", "main"]
+__all__ = ["run_notebook", "parse_value", "notebook_path", "main"]
+
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def notebook_path(path: str | os.PathLike | None) -> str | None:
+    """A path parameter of a notebook, read as the runner reads it: from the working directory
+    where it exists there, else from the checkout's root when it exists there (JupyterLab
+    starts a notebook's kernel in ``notebooks/``, the runner in the repository root, and the
+    parameters' defaults, ``checkpoints/...`` and ``../shared/data``, are written for the
+    latter); otherwise unchanged. ``None`` and absolute paths are returned as they are."""
+    if path is None or Path(path).is_absolute() or Path(path).exists():
+        return None if path is None else str(path)
+    in_checkout = _CHECKOUT / path
+    return str(in_checkout) if in_checkout.exists() else str(path)
 
 
 def parse_value(text: str) -> Any:

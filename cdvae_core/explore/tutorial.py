@@ -2,8 +2,10 @@
 one known crystal driven home by the library's annealed Langevin sampler with the exact score of
 :mod:`cdvae_core.diffusion.toy` (:func:`run_toy_langevin`).
 
-Figures are plotly ``Figure`` objects; 3D views are ``py3Dmol.view`` objects (3Dmol.js is loaded
-by the browser when a notebook is opened). Everything here is a pure function of its inputs.
+Figures are plotly ``Figure`` objects; 3D views are
+:class:`~cdvae_core.explore.notebook_views.NotebookView` objects (py3Dmol's views with the local
+3Dmol.js embedded once per notebook, never loaded from a CDN). Everything here is a pure function
+of its inputs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cdvae_core.diffusion.langevin import LangevinConfig, LangevinResult, ScoreF
 from cdvae_core.diffusion.noise import perturb_coords
 from cdvae_core.diffusion.toy import exact_score_fn, periodic_gaussian_score
 from cdvae_core.explore.latent import read_latent
+from cdvae_core.explore.notebook_views import NO_NETWORK_JS, NotebookView
 from cdvae_core.explore.trajectory import frame_structures, viewer_frame
 from cdvae_core.geometry import lattice_params_to_matrix, min_image_cart_displacement
 from cdvae_core.metrics.matching import rms_distance
@@ -396,10 +399,11 @@ def structures_view(
     columns: int = 4,
     width: int = 240,
     height: int = 240,
-):
-    """A grid of 3D views (``py3Dmol.view``), ``columns`` per row, one per structure: atoms as
-    spheres in Jmol colours, atoms on a cell face repeated on the opposite face, the unit cell
-    drawn in black lines and the label in a corner. (A supercell: pass ``structure * 2``.)"""
+) -> NotebookView:
+    """A grid of 3D views, ``columns`` per row, one per structure: atoms as spheres in Jmol
+    colours, atoms on a cell face repeated on the opposite face, the unit cell drawn in black
+    lines and the label in a corner. (A supercell: pass ``structure * 2``.) Built with py3Dmol;
+    displayed, it draws offline (:class:`~cdvae_core.explore.notebook_views.NotebookView`)."""
     import py3Dmol  # optional dependency of the notebooks and the app
 
     structures = list(structures)
@@ -410,11 +414,13 @@ def structures_view(
     cols = max(1, min(columns, len(structures)))
     rows = math.ceil(len(structures) / cols)
     view = py3Dmol.view(width=width * cols, height=height * rows, viewergrid=(rows, cols),
-                        linked=False)
+                        linked=False, js=NO_NETWORK_JS)
+    atoms = 0
     for i, (structure, label) in enumerate(zip(structures, labels, strict=True)):
         payload = viewer_frame(structure, label)
         xyz = f"{len(payload['atoms'])}\n{label}\n" + "\n".join(
             f"{sym} {x:.4f} {y:.4f} {z:.4f}" for sym, x, y, z in payload["atoms"])
+        atoms += len(payload["atoms"])
         where = {"viewer": (i // cols, i % cols)}
         view.addModel(xyz, "xyz", **where)
         view.setStyle({"sphere": {"scale": 0.35, "colorscheme": "Jmol"}}, **where)
@@ -428,4 +434,4 @@ def structures_view(
                               "fontSize": 12, "fontColor": "black",
                               "backgroundColor": "white", "backgroundOpacity": 0.7}, **where)
         view.zoomTo(**where)
-    return view
+    return NotebookView(view.write_html(), atoms=atoms)

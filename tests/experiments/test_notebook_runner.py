@@ -14,7 +14,7 @@ import torch
 
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.data.scaler import fit_scalers
-from cdvae_core.experiments.notebook_runner import main, parse_value, run_notebook
+from cdvae_core.experiments.notebook_runner import main, notebook_path, parse_value, run_notebook
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.checkpoint import load_model, save_model
 from cdvae_core.model.config import ModelConfig
@@ -63,6 +63,16 @@ def test_parse_value():
     assert parse_value("true") is True and parse_value("None") is None
     assert parse_value("['a', 'b']") == ["a", "b"] and parse_value("{'k': 2}") == {"k": 2}
     assert parse_value("checkpoints/x.pt") == "checkpoints/x.pt"
+
+
+def test_notebook_path_reads_defaults_from_the_checkout_in_a_kernel_elsewhere(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as JupyterLab starts a kernel in notebooks/
+    assert notebook_path("checkpoints") == str(REPO / "checkpoints")
+    (tmp_path / "checkpoints").mkdir()  # where it exists from the working directory, that one
+    assert notebook_path("checkpoints") == "checkpoints"
+    assert notebook_path("no/such/file.pt") == "no/such/file.pt"
+    assert notebook_path(None) is None and notebook_path("/abs/x") == "/abs/x"
 
 
 def test_runner_injects_parameters_and_defaults_out_dir(tmp_path):

@@ -1,0 +1,225 @@
+"""The notebooks as a student sees them, in a real browser with no network: JupyterLab on a
+loopback port runs the tutorial (smoke parameters) top to bottom, and the HTML that nbconvert
+makes of a papermill run is opened as a file is shared. Both in headless Debian Chromium with
+every request off the loopback interface aborted, checking from the pixels that the plotly
+figures and the 3D views drew. Screenshots go to ``test-artifacts/``.
+
+Needs JupyterLab and nbconvert (``scripts/setup.sh`` installs them), the ``playwright`` Python
+package and ``/usr/bin/chromium``; without them the tests are skipped, except under CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from experiments.test_notebook_runner import smoke  # noqa: F401  (fixture: tiny model, 40 rows)
+from test_app_browser import (  # noqa: F401  (browser: a fixture)
+    ARTIFACTS,
+    _free_port,
+    _require,
+    browser,
+    drawn_fraction,
+    offline_page,
+)
+
+from cdvae_core.experiments.notebook_runner import run_notebook
+
+from helpers import REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
+
+TUTORIAL = "tutorial_diffusion_on_crystals.ipynb"
+FIGURES, VIEWS = 5, 4  # plotly figures and 3D views of the tutorial
+#: the nbconvert page template's own links (require.js, MathJax); the notebooks use neither
+TEMPLATE_LINKS = re.compile(r"^https://cdnjs\.cloudflare\.com/ajax/libs/(require\.js|mathjax)/")
+
+
+def _tutorial_parameters(smoke) -> dict:  # noqa: F811
+    """The tutorial's smoke parameters (as ``tests/experiments/test_notebook_runner.py``)."""
+    return {"checkpoint": smoke["checkpoint"], "data_dir": smoke["data_dir"],
+            "cache_dir": smoke["cache_dir"], "sampler": "interactive", "num_error_crystals": 8}
+
+
+def _kernel_env() -> dict:
+    """This checkout first on the kernel's path (a shared environment may hold another)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, home: Path, timeout: float = 120.0):
+    """``jupyter lab`` serving ``root`` on a free loopback port with a token, its configuration,
+    data, runtime, settings and workspaces in ``home`` (the user's are untouched), news and
+    update checks off; yields ``(url, token)``; stopped on exit."""
+    _require(subprocess.run([sys.executable, "-c", "import jupyterlab"]).returncode == 0,
+             "JupyterLab is not installed (bash scripts/setup.sh installs it)")
+    dirs = {name: home / name for name in ("config", "data", "runtime", "settings", "workspaces")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    (dirs["config"] / "labconfig").mkdir(exist_ok=True)
+    (dirs["config"] / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env = {**_kernel_env(), "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+           "JUPYTER_DATA_DIR": str(dirs["data"]), "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+           "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+           "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+           "IPYTHONDIR": str(home / "ipython")}
+    port, token = _free_port(), "cdvae-test-token"
+    log_path = home / "jupyterlab.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
+         "--port", str(port), "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly", "--allow-root"],  # CI runs as root
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("jupyter lab did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.5)
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def file_server(root: Path):
+    """``root`` served over HTTP on a free loopback port (a shared HTML file, opened)."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def check_drawn(pg, name: str) -> tuple[int, int]:
+    """Every plotly figure and every 3D view of the page drew: pixels of each (scrolled into
+    view, screenshot in ``test-artifacts/<name>_...png``). Returns (figures, views)."""
+    figures = pg.locator(".js-plotly-plot")
+    views = pg.locator('div[id^="3dmolviewer_"]')  # py3Dmol's container of a view (grid)
+    assert pg.get_by_text("3D view not drawn").count() == 0, "a view found no 3Dmol.js"
+    for i in range(figures.count()):
+        fig = figures.nth(i)
+        fig.locator(".main-svg .scatterlayer .trace").first.wait_for(state="attached",
+                                                                      timeout=60_000)
+        png = fig.screenshot(path=str(ARTIFACTS / f"{name}_figure_{i}.png"))
+        fraction = drawn_fraction(png)
+        assert fraction > 0.01, f"figure {i}: only {fraction:.2%} non-background pixels"
+    for i in range(views.count()):
+        view = views.nth(i)
+        canvas = view.locator("canvas").first
+        canvas.wait_for(timeout=60_000)
+        canvas.scroll_into_view_if_needed()
+        time.sleep(0.5)  # a frame for WebGL to present
+        png = canvas.screenshot(path=str(ARTIFACTS / f"{name}_view_{i}.png"))
+        fraction = drawn_fraction(png)
+        assert fraction > 0.01, f"3D view {i}: only {fraction:.2%} non-background pixels"
+    return figures.count(), views.count()
+
+
+def _wait_all_ran(pg, timeout: float = 600.0) -> int:
+    """Until every code cell shows an execution count and the kernel is idle; returns the
+    number of code cells. A failing cell stops Run All, so the cells after it never count."""
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = pg.evaluate("""() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            const status = document.querySelector('.jp-Notebook-ExecutionIndicator');
+            return {prompts: prompts.map(p => p.textContent.trim()),
+                    idle: !status || status.getAttribute('data-status') === 'idle'};
+        }""")
+        if state["prompts"] and state["idle"] and all(
+                re.fullmatch(r"\[\d+\]:", p) for p in state["prompts"]):
+            return len(state["prompts"])
+        time.sleep(1.0)
+    raise AssertionError(f"the notebook did not finish running: {state}")
+
+
+def test_tutorial_runs_in_jupyterlab_offline(browser, smoke, tmp_path):  # noqa: F811
+    import papermill
+
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    # as papermill injects the parameters, opened in JupyterLab instead of executed
+    nb = papermill.iorw.load_notebook_node(str(REPO / "notebooks" / TUTORIAL))
+    nb = papermill.parameterize.parameterize_notebook(nb, _tutorial_parameters(smoke))
+    nbformat.write(nb, root / TUTORIAL)
+    code_cells = sum(c.cell_type == "code" for c in nb.cells)
+
+    with jupyter_lab(root, tmp_path / "jupyter") as (url, token):
+        pg = offline_page(browser, f"{url}/lab/tree/{TUTORIAL}?token={token}")
+        try:
+            errors = []
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            # the status bar: "Python 3 (ipykernel) | Idle" once the kernel has started
+            pg.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=180_000)
+            pg.screenshot(path=str(ARTIFACTS / "notebook_01_opened.png"))
+            t0 = time.monotonic()
+            pg.get_by_role("menuitem", name="Run", exact=True).click()
+            pg.locator('li[data-command="runmenu:run-all"]').click()  # Run All Cells
+            assert _wait_all_ran(pg) == code_cells
+            print(f"run all: {time.monotonic() - t0:.0f} s")
+            pg.screenshot(path=str(ARTIFACTS / "notebook_02_ran.png"), full_page=True)
+            assert not pg.blocked, f"requests that would have left the machine: {pg.blocked}"
+            assert check_drawn(pg, "notebook_lab") == (FIGURES, VIEWS), errors
+        finally:
+            pg.context.close()
+
+
+def test_exported_tutorial_shows_figures_and_views_offline(browser, smoke, tmp_path):  # noqa: F811
+    run_dir = tmp_path / "run"
+    out = run_notebook(REPO / "notebooks" / TUTORIAL, run_dir, _tutorial_parameters(smoke),
+                       cwd=REPO, timeout_s=300)
+    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(out)], check=True,
+                   env=_kernel_env(), capture_output=True)
+    html = out.with_suffix(".html")
+    assert html.is_file()
+    with file_server(run_dir) as url:
+        pg = offline_page(browser, f"{url}/{html.name}")
+        try:
+            pg.wait_for_load_state("load")
+            pg.screenshot(path=str(ARTIFACTS / "notebook_03_export.png"), full_page=True)
+            assert check_drawn(pg, "notebook_export") == (FIGURES, VIEWS)
+            others = [u for u in pg.blocked if not TEMPLATE_LINKS.match(u)]
+            assert not others, f"the export asked for non-local resources: {others}"
+        finally:
+            pg.context.close()

@@ -134,7 +134,7 @@ def check_drawn(pg, name: str) -> tuple[int, int]:
     """Every plotly figure and every 3D view of the page drew: pixels of each (scrolled into
     view, screenshot in ``test-artifacts/<name>_...png``). Returns (figures, views)."""
     figures = pg.locator(".js-plotly-plot")
-    views = pg.locator('div[id^="3dmolviewer_"]')  # py3Dmol's container of a view (grid)
+    views = pg.locator("div.cdvae-view")  # a 3D view of the library (a grid of cells)
     assert pg.get_by_text("3D view not drawn").count() == 0, "a view found no 3Dmol.js"
     for i in range(figures.count()):
         fig = figures.nth(i)

@@ -395,11 +395,14 @@ def renderer_js() -> str:
 
 
 def scene_html(scenes: list[dict], columns: int = 4, width: int = 260, height: int = 260,
-               div_id: str = "cdvae-scenes") -> str:
-    """Standalone HTML of a grid of scenes, with the local 3Dmol.js and the renderer inline
-    (no network: opens offline in a notebook or a browser)."""
+               div_id: str = "cdvae-scenes", with_3dmol: bool = True) -> str:
+    """Standalone HTML of a grid of scenes, with the renderer and (``with_3dmol``) the local
+    3Dmol.js inline (no network: opens offline in a notebook or a browser). Without 3Dmol.js the
+    HTML expects the page to have it (a :class:`~cdvae_core.explore.notebook_views.NotebookView`
+    embeds it once per notebook)."""
     from cdvae_core.explore.offline import threedmol_js
 
+    library = f"<script>{threedmol_js()}</script>" if with_3dmol else ""
     cols = max(1, min(columns, len(scenes)))
     cells = "".join(
         f'<div class="cdvae-cell" style="width:{width}px"><div id="{div_id}-{i}" '
@@ -410,7 +413,7 @@ def scene_html(scenes: list[dict], columns: int = 4, width: int = 260, height: i
     return (
         f'<div id="{div_id}" style="display:grid;grid-template-columns:repeat({cols},'
         f'{width}px);gap:6px">{cells}</div>'
-        f"<script>{threedmol_js()}</script><script>{renderer_js()}</script>"
+        f"{library}<script>{renderer_js()}</script>"
         f"<script>(function(){{const scenes={data};scenes.forEach(function(s,i){{"
         f"CdvaeScene.standalone(document.getElementById('{div_id}-'+i),s,"
         f"document.getElementById('{div_id}-'+i+'-legend'));}});}})();</script>"
@@ -419,9 +422,11 @@ def scene_html(scenes: list[dict], columns: int = 4, width: int = 260, height: i
 
 def show_structures(structures, labels=None, options: SceneOptions = SceneOptions(),
                     columns: int = 4, width: int = 260, height: int = 260):
-    """A grid of 3D views of ``structures`` in a notebook (an ``IPython.display.HTML``): the
-    app's drawing (bonds across faces, image atoms, polyhedra, VESTA colours), offline."""
-    from IPython.display import HTML
+    """A grid of 3D views of ``structures`` in a notebook: the app's drawing (bonds across
+    faces, image atoms, polyhedra, VESTA colours), offline (a
+    :class:`~cdvae_core.explore.notebook_views.NotebookView`, which carries the local 3Dmol.js
+    once per notebook)."""
+    from cdvae_core.explore.notebook_views import NotebookView
 
     structures = list(structures)
     if not structures:
@@ -431,4 +436,5 @@ def show_structures(structures, labels=None, options: SceneOptions = SceneOption
     scenes = [structure_scene(s, options, label)
               for s, label in zip(structures, labels, strict=True)]
     uid = f"cdvae-{abs(hash(json.dumps([sc['atoms'] for sc in scenes]))) % 10**8}"
-    return HTML(scene_html(scenes, columns, width, height, uid))
+    return NotebookView(scene_html(scenes, columns, width, height, uid, with_3dmol=False),
+                        atoms=sum(len(sc["atoms"]) for sc in scenes))

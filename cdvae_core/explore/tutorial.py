@@ -3,8 +3,9 @@ one known crystal driven home by the library's annealed Langevin sampler with th
 :mod:`cdvae_core.diffusion.toy` (:func:`run_toy_langevin`).
 
 Figures are plotly ``Figure`` objects; 3D views are
-:class:`~cdvae_core.explore.notebook_views.NotebookView` objects (py3Dmol's views with the local
-3Dmol.js embedded once per notebook, never loaded from a CDN). Everything here is a pure function
+:class:`~cdvae_core.explore.notebook_views.NotebookView` objects drawn by the app's own scene
+renderer (:mod:`cdvae_core.explore.scene`), with the local 3Dmol.js embedded once per notebook,
+never loaded from a CDN. Everything here is a pure function
 of its inputs.
 """
 
@@ -26,8 +27,8 @@ from cdvae_core.diffusion.langevin import LangevinConfig, LangevinResult, ScoreF
 from cdvae_core.diffusion.noise import perturb_coords
 from cdvae_core.diffusion.toy import exact_score_fn, periodic_gaussian_score
 from cdvae_core.explore.latent import read_latent
-from cdvae_core.explore.notebook_views import NO_NETWORK_JS, NotebookView
-from cdvae_core.explore.trajectory import frame_structures, viewer_frame
+from cdvae_core.explore.notebook_views import NotebookView
+from cdvae_core.explore.trajectory import frame_structures
 from cdvae_core.geometry import lattice_params_to_matrix, min_image_cart_displacement
 from cdvae_core.metrics.matching import rms_distance
 from cdvae_core.metrics.property_stats import density_g_cm3, num_elements
@@ -389,49 +390,20 @@ def optimization_figure(
 
 
 # ---------------------------------------------------------------------------- 3D views
-_CELL_EDGES = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4, 5), (4, 6),
-               (5, 7), (6, 7)]
-
-
 def structures_view(
     structures: Sequence[Structure],
     labels: Sequence[str] | None = None,
     columns: int = 4,
     width: int = 240,
     height: int = 240,
+    options=None,
 ) -> NotebookView:
-    """A grid of 3D views, ``columns`` per row, one per structure: atoms as spheres in Jmol
-    colours, atoms on a cell face repeated on the opposite face, the unit cell drawn in black
-    lines and the label in a corner. (A supercell: pass ``structure * 2``.) Built with py3Dmol;
-    displayed, it draws offline (:class:`~cdvae_core.explore.notebook_views.NotebookView`)."""
-    import py3Dmol  # optional dependency of the notebooks and the app
+    """A grid of 3D views, ``columns`` per row, one per structure, drawn as the app draws them
+    (:func:`cdvae_core.explore.scene.show_structures`: bonds across the cell faces with the
+    image atoms they reach, atoms on faces repeated, the cell edges, VESTA colours with a
+    legend; ``options``: a :class:`~cdvae_core.explore.scene.SceneOptions` for supercells,
+    polyhedra, cell choice). Displayed, it draws offline
+    (:class:`~cdvae_core.explore.notebook_views.NotebookView`)."""
+    from cdvae_core.explore.scene import SceneOptions, show_structures
 
-    structures = list(structures)
-    if not structures:
-        raise ValueError("no structures to show")
-    labels = list(labels) if labels is not None else [s.composition.reduced_formula
-                                                     for s in structures]
-    cols = max(1, min(columns, len(structures)))
-    rows = math.ceil(len(structures) / cols)
-    view = py3Dmol.view(width=width * cols, height=height * rows, viewergrid=(rows, cols),
-                        linked=False, js=NO_NETWORK_JS)
-    atoms = 0
-    for i, (structure, label) in enumerate(zip(structures, labels, strict=True)):
-        payload = viewer_frame(structure, label)
-        xyz = f"{len(payload['atoms'])}\n{label}\n" + "\n".join(
-            f"{sym} {x:.4f} {y:.4f} {z:.4f}" for sym, x, y, z in payload["atoms"])
-        atoms += len(payload["atoms"])
-        where = {"viewer": (i // cols, i % cols)}
-        view.addModel(xyz, "xyz", **where)
-        view.setStyle({"sphere": {"scale": 0.35, "colorscheme": "Jmol"}}, **where)
-        cell = np.asarray(payload["cell"])
-        corners = [np.array([i0, i1, i2]) @ cell for i0 in (0, 1) for i1 in (0, 1) for i2 in (0, 1)]
-        for a, b in _CELL_EDGES:
-            view.addLine({"start": dict(zip("xyz", corners[a].tolist(), strict=True)),
-                          "end": dict(zip("xyz", corners[b].tolist(), strict=True)),
-                          "color": "black"}, **where)
-        view.addLabel(label, {"useScreen": True, "position": {"x": 5, "y": 5},
-                              "fontSize": 12, "fontColor": "black",
-                              "backgroundColor": "white", "backgroundOpacity": 0.7}, **where)
-        view.zoomTo(**where)
-    return NotebookView(view.write_html(), atoms=atoms)
+    return show_structures(structures, labels, options or SceneOptions(), columns, width, height)

@@ -93,8 +93,10 @@ def compare_with_paper(
         ``ours`` (converted to the paper's unit, NaN where not computed) and ``paper``
         (NaN where the paper reports none).
     """
-    name = get_dataset_info(dataset).name
-    paper = PAPER_RESULTS.get(name, {})
+    info = get_dataset_info(dataset)
+    # a subset (the 2-3-element MP-20) is compared with its benchmark's row only as a rough
+    # reference; the card says so
+    paper = PAPER_RESULTS.get(info.subset_of or info.name, {})
     rows = []
     for task, key, label, factor in PAPER_METRICS:
         if task not in summaries:
@@ -103,4 +105,35 @@ def compare_with_paper(
         rows.append({"task": task, "metric": label,
                      "ours": _ours(summaries[task], key) * factor,
                      "paper": math.nan if ref is None else float(ref)})
+        rows += _instrument_rows(summaries[task], task, key, label, ref)
     return pd.DataFrame(rows, columns=["task", "metric", "ours", "paper"])
+
+
+def instrument_label(instrument: str) -> str:
+    """A short name of a property instrument for a table row."""
+    if instrument.startswith("paper's prop model"):
+        return "paper's property model"
+    if "our" in instrument and "predictor" in instrument:
+        return "our predictor"
+    return instrument
+
+
+def _instrument_rows(summary: Mapping[str, Any], task: str, key: str, label: str, ref) -> list:
+    """Rows of the property figures of every instrument that scored the run (``by_instrument``):
+    the seeded draw and, for the property distance, the mean of 10 further draws and the value
+    on all valid samples (REFERENCE.md: one draw varies by about 35 %)."""
+    by = summary.get("by_instrument") or {}
+    if key not in ("wdist_property", "SR5", "SR10", "SR15") or not by:
+        return []
+    paper = math.nan if ref is None else float(ref)
+    rows = []
+    for instrument, figures in by.items():
+        name = instrument_label(instrument)
+        rows.append({"task": task, "metric": f"{label} [{name}]", "ours": _ours(figures, key),
+                     "paper": paper})
+        if key == "wdist_property":
+            for suffix, words in (("_draws_mean", "mean of 10 draws"),
+                                  ("_all_valid", "all valid samples")):
+                rows.append({"task": task, "metric": f"{label} [{name}], {words}",
+                             "ours": _ours(figures, key + suffix), "paper": math.nan})
+    return rows

@@ -134,7 +134,7 @@ def test_trajectory_scenes_carry_the_sampler_physics(trajectory):
 
 def test_notebook_html_is_offline_and_uses_the_renderer():
     html = scn.show_structures([cubic_srtio3(), rocksalt_nacl()],
-                               options=scn.SceneOptions(polyhedra=True)).data
+                               options=scn.SceneOptions(polyhedra=True)).html(with_library=True)
     assert "CdvaeScene.standalone" in html and "$3Dmol" in html
     assert "<script src=" not in html  # everything inline: no network
     with pytest.raises(ValueError):

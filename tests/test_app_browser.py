@@ -112,7 +112,7 @@ def browser():
         b.close()
 
 
-def offline_page(browser, url: str):
+def offline_page(browser, url: str, timeout_ms: float = 180_000):
     """A new page on ``url`` in which every request off the loopback interface is aborted and
     recorded in ``page.blocked``; close it with ``page.context.close()``."""
     assert (REPO / "app" / "static" / "3Dmol-min.js").is_file(), (
@@ -131,7 +131,7 @@ def offline_page(browser, url: str):
             r.abort()
 
     pg.route("**/*", route)
-    pg.goto(url)
+    pg.goto(url, timeout=timeout_ms)  # a notebook export is megabytes of inline script
     return pg
 
 

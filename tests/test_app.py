@@ -444,6 +444,49 @@ def test_gallery_opens_an_evaluation_run(app, tmp_path):
     assert any("Cannot open these samples" in e.value for e in ok(at).error)
 
 
+def test_gallery_compares_a_sample_with_its_nearest_test_crystals(app, tmp_path):
+    from cdvae_core.io import write_cif_zip
+
+    write_cif_zip([perovskite(*PEROVSKITES[0], 3.93), perovskite(*PEROVSKITES[2])],
+                  tmp_path / "run" / "samples.zip", ["a", "b"])
+    pd.DataFrame({"sample": [0, 1], "nearest_struct_ref_id": ["m1", "m2"],
+                  "nearest_comp_ref_id": ["m0", "m2"], "min_struct_dist": [0.01, 0.02],
+                  "min_comp_dist": [0.0, 0.0]}).to_csv(tmp_path / "run" / "per_sample.csv",
+                                                       index=False)
+    at = app.switch_page("pages/gallery.py").run()
+    at.radio(key="gallery_source").set_value("Open an evaluation run").run()
+    at.text_input(key="gallery_path").input(str(tmp_path / "run" / "samples.zip")).run()
+    at.button(key="gallery_open").click().run()
+    gid = ok(at).session_state["gallery"]["id"]
+    assert at.selectbox(key=f"cmp_sample_{gid}").value == "a"
+    ref = at.selectbox(key=f"cmp_ref_{gid}_0")
+    assert ref.options == ["BaTiO3 (m1)", "SrTiO3 (m0)"]  # the evaluation's, then the app's
+    shown = at.dataframe[-1].value
+    assert list(shown["material_id"]) == ["m1", "m0"]
+    comp = shown["composition fingerprint distance"]
+    assert comp[1] < 1e-9 < comp[0]  # SrTiO3 against SrTiO3, then BaTiO3
+    assert (shown["structure fingerprint distance"] >= 0).all()
+    words = texts(at)
+    assert "Structure fingerprint distance" in words and "by composition: **m0**" in words
+    assert "over the whole test set, per the evaluation" in words
+    at.selectbox(key=f"cmp_sample_{gid}").select("b").run()
+    assert ok(at).selectbox(key=f"cmp_ref_{gid}_1").options == ["CaZrO3 (m2)"]
+    at.selectbox(key=f"cmp_{gid}_cell").select("conventional").run()
+    assert "conventional standard cell" in texts(ok(at))
+
+
+def test_gallery_compare_without_a_test_set_says_so(app_env, monkeypatch):
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(app_env["ckpt"]))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["root"] / "no-data-here"))
+    at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+    at.switch_page("pages/gallery.py").run()
+    for widget in at.number_input:
+        if widget.label == "Samples":
+            widget.set_value(2)
+    ok(click(at, "Generate"))
+    assert any("No test set is loaded" in i.value for i in at.info)
+
+
 # ---------------------------------------------------------------------------- CHGNet relaxation
 @pytest.mark.slow
 def test_relax_button_plays_the_relaxation_and_reports_it(app):

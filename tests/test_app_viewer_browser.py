@@ -28,6 +28,7 @@ from test_app_browser import (  # noqa: F401  (browser and app_url are fixtures)
     goto_page,
     offline_page,
     set_number,
+    streamlit_server,
     wait_idle,
 )
 
@@ -132,10 +133,61 @@ def test_denoising_arrows(page):
     r = until(pg, 0, lambda r: int(r.get("arrows", 0)) > 0 and int(r.get("frame", 0)) > 0)
     assert int(r["arrows"]) == int(r["cellAtoms"]) and int(r["trails"]) > 0
     assert float(r["updateMs"]) > 0  # timed by the renderer; benchmarks/bench_viewer.py
-    check_viewer(pg, 0, "denoising_arrows")
-    readme_shot("denoising_arrows")
+    check_viewer(pg, 0, "denoising_arrows_tiny")
     pg.get_by_text("Score arrows", exact=True).click()
     wait_idle(pg)
     r = until(pg, 0, lambda r: r.get("arrows") == "0")
     assert int(r["atoms"]) > 0
     assert not pg.blocked, f"the app asked for non-local resources: {pg.blocked}"
+
+
+def test_gallery_compare_draws_both_crystals(page):
+    pg = page
+    goto_page(pg, "Sample gallery")
+    set_number(pg, "Samples", 2)
+    click_button(pg, "Generate")
+    pg.get_by_text("Compare with the nearest test crystal").wait_for(timeout=180_000)
+    wait_idle(pg)
+    # two thumbnails, then the sample and its nearest test crystal side by side
+    sample = until(pg, 2, lambda r: int(r.get("atoms", 0)) > 0)
+    test = until(pg, 3, lambda r: r.get("cellAtoms") == "5")  # a perovskite of the test split
+    assert int(sample["cellAtoms"]) > 0 and json.loads(test["elements"])
+    check_viewer(pg, 2, "13_compare_sample")
+    check_viewer(pg, 3, "13_compare_test")
+    assert pg.get_by_text("Structure fingerprint distance").count() >= 1
+    assert not pg.blocked, f"the app asked for non-local resources: {pg.blocked}"
+
+
+SHIPPED = REPO / "checkpoints" / "perov_5" / "model.pt"
+
+
+@pytest.mark.skipif(not os.environ.get("CDVAE_README_SHOTS"),
+                    reason="makes the README's screenshot (set CDVAE_README_SHOTS)")
+def test_readme_denoising_shot_with_the_shipped_model(browser, app_env, tmp_path):  # noqa: F811
+    """docs/images/denoising_arrows.png: a middle frame (played to, then paused) of a denoising
+    run of the shipped Perov-5 model from a prior draw, with score arrows and trails."""
+    assert SHIPPED.is_file(), f"{SHIPPED} is missing"
+    env = {"CDVAE_CHECKPOINT": str(SHIPPED), "CDVAE_DATA_DIR": str(tmp_path / "no-data"),
+           "CDVAE_CACHE_DIR": str(app_env["cache"]), "CDVAE_APP_STEPS": "1"}
+    with streamlit_server(env, tmp_path / "streamlit.log") as url:
+        pg = offline_page(browser, url)
+        try:
+            pg.get_by_role("heading", name="Latent explorer").wait_for(timeout=180_000)
+            wait_idle(pg)
+            goto_page(pg, "Denoising viewer")
+            click_button(pg, "Draw z from the prior (seed 0)")
+            set_number(pg, "Frames kept", 12)
+            click_button(pg, "Run annealed Langevin")
+            pg.get_by_text("Trajectory from").wait_for(timeout=300_000)
+            wait_idle(pg)
+            pg.get_by_text("Play", exact=True).click()  # play to the middle of the 12 frames
+            until(pg, 0, lambda r: int(r.get("frame", 0)) >= 5, timeout=120)
+            pg.get_by_text("Play", exact=True).click()
+            wait_idle(pg)
+            r = until(pg, 0, lambda r: int(r.get("arrows", 0)) > 0)
+            assert 4 <= int(r["frame"]) <= 10, r["frame"]
+            assert int(r["trails"]) > 0
+            check_viewer(pg, 0, "denoising_arrows")
+            readme_shot("denoising_arrows")
+        finally:
+            pg.context.close()

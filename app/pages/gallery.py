@@ -9,6 +9,7 @@ import state
 import streamlit as st
 import torch
 from components import gallery
+from components.compare import compare_panel
 from components.runs import run_decode
 from components.viewer import show_structure
 
@@ -96,3 +97,4 @@ st.download_button(
     gallery.cif_zip([gal["structures"][i] for i in chosen], [table["name"][i] for i in chosen]),
     "samples.zip", "application/zip", key="gal_zip", disabled=not chosen,
 )
+compare_panel(gal, ctx, list(view["name"]))

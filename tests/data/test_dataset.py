@@ -74,7 +74,7 @@ def test_bad_rows_are_reported_and_skipped(bad_csv, tmp_path, capsys):
     assert ds.rows == [0, 7]
     reasons = {b.material_id: (b.row, b.reason) for b in ds.bad_rows}
     assert set(reasons) == {"garbage", "partial", "heavy", "big", "nan-lattice", "flat"}
-    assert "unparsable" in reasons["garbage"][1] or "empty" in reasons["garbage"][1]
+    assert "not a CIF" in reasons["garbage"][1] or "empty" in reasons["garbage"][1]
     assert "occupan" in reasons["partial"][1] or "disorder" in reasons["partial"][1]
     assert "outside 1..100" in reasons["heavy"][1]
     assert "30 atoms exceeds" in reasons["big"][1]

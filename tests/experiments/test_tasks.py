@@ -348,4 +348,4 @@ def test_rescore_scores_the_saved_structures_again_and_keeps_the_run(test_set, t
 def test_cli_rescore_refuses_a_run_that_is_not_a_generation(tmp_path, capsys):
     (tmp_path / "settings.json").write_text(json.dumps({"task": "reconstruction"}))
     assert main(["rescore", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
-    assert "not a generation run" in capsys.readouterr().err
+    assert "not a generation or optimisation run" in capsys.readouterr().err

@@ -328,7 +328,7 @@ def sidebar() -> Context | None:
                 forget_map_job(key, data_dir, dataset.name, limit)
                 job = None
             else:
-                st.sidebar.info(f"{job.progress().line()}. The latent map appears when it is "
+                st.sidebar.info(f"{job.progress().line().rstrip('.')}. The latent map appears when it is "
                                 "done; the other pages work meanwhile.")
     if test is not None:
         st.sidebar.caption(f"Test set: {len(test.dataset)} crystals encoded.")

@@ -91,8 +91,8 @@ def test_cold_launch_shows_progress_then_the_map(browser, cold_env):  # noqa: F8
 def _denoise_extxyz(pg, frames: int = 12) -> str:
     """Draw the seed-0 prior z, run the viewer at seed 0, return the trajectory file."""
     goto_page(pg, "Denoising viewer")
-    if pg.get_by_role("button", name="Draw z from the prior (seed 0)").count():
-        click_button(pg, "Draw z from the prior (seed 0)")
+    pg.get_by_role("button", name="Draw z from the prior (seed 0)").wait_for(timeout=60_000)
+    click_button(pg, "Draw z from the prior (seed 0)")
     set_number(pg, "Frames kept", frames)
     click_button(pg, "Run annealed Langevin")
     pg.get_by_text("Trajectory from").wait_for(timeout=300_000)
@@ -106,7 +106,7 @@ def test_two_sessions_denoising_at_once_get_their_own_results(browser, cold_env)
     """Same seed, same frames: a run alone, then two sessions running at the same time; each
     trajectory equals the one run alone."""
     env = {"CDVAE_CHECKPOINT": str(cold_env["ckpt"]), "CDVAE_CACHE_DIR": str(cold_env["cache"]),
-           "CDVAE_APP_STEPS": "2", "CDVAE_DATA_DIR": ""}
+           "CDVAE_APP_STEPS": "2", "CDVAE_DATA_DIR": str(cold_env["root"] / "no-data-here")}
     with streamlit_server(env, cold_env["root"] / "streamlit_sessions.log") as url:
         alone_pg = offline_page(browser, url)
         try:
@@ -117,6 +117,8 @@ def test_two_sessions_denoising_at_once_get_their_own_results(browser, cold_env)
         try:
             for pg in (a, b):
                 goto_page(pg, "Denoising viewer")
+                pg.get_by_role("button", name="Draw z from the prior (seed 0)").wait_for(
+                    timeout=60_000)
                 click_button(pg, "Draw z from the prior (seed 0)")
                 set_number(pg, "Frames kept", 12)
             # press Run in both before either finishes (Playwright's sync API is one thread:

@@ -22,7 +22,7 @@ if ctx.map_job is not None and not ctx.map_job.wait(timeout=3.0):
         if job.done:
             st.rerun(scope="app")
         p = job.progress()
-        st.info(f"Preparing the latent map of the {ctx.dataset.title} test set. {p.line()}.")
+        st.info(f"Preparing the latent map of the {ctx.dataset.title} test set. {p.line().rstrip('.')}.")
         if p.total:
             st.progress(min(1.0, p.done / p.total))
         st.caption("Only the first launch builds the crystal graphs; they are cached on disk "

@@ -148,7 +148,10 @@ def first_map(models: list[str], out: Path) -> int:
             results[name] = {"cold": cold, "warm": warm, "load_average_1min_before": load,
                              "meets_targets": {"cold": cold["seconds"] <= FIRST_MAP_TARGETS_S["cold"],
                                                "warm": warm["seconds"] <= FIRST_MAP_TARGETS_S["warm"]}}
-            print(name, json.dumps(results[name]))
+            print(name, json.dumps(results[name]), flush=True)
+            with atomic_write(out) as fh:  # after every model: a stopped run keeps its figures
+                fh.write(json.dumps({"partial": True, "results": results, "cpu": cpu_model()},
+                                    indent=2) + "\n")
         browser.close()
     text = json.dumps({
         "benchmark": "app: time from opening the page to the drawn latent map of the test set",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -251,6 +251,7 @@ class Context:
     test: TestSet | None
     latents: LatentMap | None
     map_job: MapJob | None = None  # still preparing the test set's map (None: not wanted)
+    limit: int = 0  # test crystals to encode (0: all), part of the map job's key
 
     @property
     def map(self) -> LatentMap:
@@ -320,19 +321,30 @@ def sidebar() -> Context | None:
         else:
             # prepared in a background thread: no page waits for it, the map page shows progress
             job = map_job(key, model, str(path), data_dir, dataset.name, limit)
-            if job.done and job.error is None:
-                test, latents = job.result
-                job = None
-            elif job.done:  # a broken CSV must not take the whole app down
-                st.sidebar.error(f"Could not read the test set: {_user_message(job.error)}")
-                forget_map_job(key, data_dir, dataset.name, limit)
-                job = None
-            else:
+            if not job.done:
                 st.sidebar.info(f"{job.progress().line().rstrip('.')}. The latent map appears when it is "
                                 "done; the other pages work meanwhile.")
-    if test is not None:
-        st.sidebar.caption(f"Test set: {len(test.dataset)} crystals encoded.")
-    return Context(model, info, key, str(path), dataset, data_dir, test, latents, job)
+    ctx = Context(model, info, key, str(path), dataset, data_dir, test, latents, job, limit)
+    ctx = with_finished_map(ctx, st.sidebar)
+    if ctx.test is not None:
+        st.sidebar.caption(f"Test set: {len(ctx.test.dataset)} crystals encoded.")
+    return ctx
+
+
+def with_finished_map(ctx: Context, where=st) -> Context:
+    """``ctx`` with its map job's outcome once the job has finished: the test set and its map,
+    or (a broken CSV must not take the whole app down) an error shown ``where`` and the job
+    forgotten so that the next run tries again. A page that waited for the job takes the map
+    from here in the same run: rerunning instead loops where the context is not rebuilt."""
+    job = ctx.map_job
+    if job is None or not job.done:
+        return ctx
+    if job.error is not None:
+        where.error(f"Could not read the test set: {_user_message(job.error)}")
+        forget_map_job(ctx.model_key, ctx.data_dir, ctx.dataset.name, ctx.limit)
+        return replace(ctx, map_job=None)
+    test, latents = job.result
+    return replace(ctx, test=test, latents=latents, map_job=None)
 
 
 def _user_message(exc: BaseException) -> str:

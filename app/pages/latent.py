@@ -15,7 +15,9 @@ from cdvae_core import explore
 ctx = state.context()
 st.title("Latent explorer")
 if ctx.map_job is not None and ctx.map_job.wait(timeout=3.0):
-    st.rerun()  # it finished after the sidebar looked: build the context again, with the map
+    # it finished after the sidebar looked: this run shows the map (no rerun, see state)
+    ctx = state.with_finished_map(ctx)
+    st.session_state["ctx"] = ctx
 if ctx.map_job is not None:
     # the test set is still being prepared (cold cache): report progress until it is done,
     # then run the page again with the map; the other pages work meanwhile

@@ -28,7 +28,13 @@ from cdvae_core.diffusion.langevin import LangevinConfig
 from cdvae_core.diffusion.presets import get_preset
 from cdvae_core.model.cdvae import CDVAE
 from cdvae_core.model.checkpoint import CheckpointError, load_model
-from cdvae_core.utils import atomic_write, default_cache_dir, file_sha256, safe_torch_load
+from cdvae_core.utils import (
+    atomic_write,
+    configure_cpu,
+    default_cache_dir,
+    file_sha256,
+    safe_torch_load,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 #: the shipped model the app opens on unless told otherwise (CDVAE_CHECKPOINT, the sidebar)
@@ -104,8 +110,7 @@ def configure_torch() -> int:
     Concurrent sessions still run in parallel, each in its own script thread.
     """
     n = max(1, int(os.environ.get("CDVAE_APP_THREADS", "1")))
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    configure_cpu(n if torch.get_num_threads() != n else None)  # subnormals flushed, see there
     return n
 
 

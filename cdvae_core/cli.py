@@ -400,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     # an idle one. Takes effect only if torch is not imported yet (the commands import it lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    if args.func not in (_download, _fetch_property_models):
+        from cdvae_core.utils import configure_cpu
+
+        configure_cpu()  # before torch's worker threads exist: they copy its CPU flag
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:

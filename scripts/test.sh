@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 export CDVAE_CACHE_DIR="${CDVAE_CACHE_DIR:-$PWD/.cache/cdvae_core}"
-exec .venv/bin/python -m pytest -m "slow or browser or not (slow or browser)" "$@"
+exec .venv/bin/python -m pytest -m "slow or browser or not (slow or browser)" --durations=25 "$@"

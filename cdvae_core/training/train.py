@@ -31,6 +31,7 @@ from cdvae_core.model.config import ModelConfig
 from cdvae_core.nn.accel import compile_model
 from cdvae_core.training.checkpoint_io import AtomicCheckpointIO
 from cdvae_core.training.module import CDVAEModule, CrystalDataModule
+from cdvae_core.utils import configure_cpu
 
 __all__ = ["TrainConfig", "train", "read_metrics", "export_run"]
 
@@ -170,8 +171,7 @@ def _hardware() -> dict:
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; returns the path of the exported ``model.pt``."""
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    configure_cpu(cfg.num_threads or None)
     out = Path(cfg.out_dir)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)

@@ -143,8 +143,15 @@ def main() -> None:
                    help="keep the other architectures' entries of an existing --out file")
     p.add_argument("--one", nargs=4, metavar=("KIND", "DATASET", "BATCH", "ARCH"),
                    help=argparse.SUPPRESS)
+    p.add_argument("--no-flush", action="store_true",
+                   help="keep subnormal floats (the CPU's default; for before/after figures)")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.no_flush:
+        torch.set_num_threads(args.threads)
+    else:
+        from cdvae_core.utils import configure_cpu
+
+        configure_cpu(args.threads)  # subnormals flushed, as the CLI and the app do
     if args.one:
         kind, dataset, batch, arch = args.one
         if kind == "epoch":
@@ -153,7 +160,8 @@ def main() -> None:
             res = run_case(kind, dataset, int(batch), arch, args.data_dir, args.repeats)
         print(json.dumps(res))
         return
-    results: dict = {"reference_implementation": REFERENCE, "threads": args.threads}
+    results: dict = {"reference_implementation": REFERENCE, "threads": args.threads,
+                     "subnormals_flushed": not args.no_flush}
     if args.merge and Path(args.out).is_file():
         results = {**json.loads(Path(args.out).read_text()), **results}
     for arch in args.arch:
@@ -162,7 +170,7 @@ def main() -> None:
             key = f"{arch}/{kind}_{dataset}_b{batch}"
             cmd = [sys.executable, __file__, "--data-dir", args.data_dir, "--repeats",
                    str(args.repeats), "--threads", str(args.threads), "--one", kind, dataset,
-                   str(batch), arch]
+                   str(batch), arch, *(["--no-flush"] if args.no_flush else [])]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 results[key] = {"error": out.stderr.strip().splitlines()[-1:]}

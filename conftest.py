@@ -4,6 +4,14 @@
 from __future__ import annotations
 
 
+def pytest_configure(config):
+    # the tests run the library as its entry points do (cdvae, the app, train()): subnormal
+    # floats flushed before torch's worker threads exist (cdvae_core.utils.configure_cpu)
+    from cdvae_core.utils import configure_cpu
+
+    configure_cpu()
+
+
 def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or session.config.option.collectonly:

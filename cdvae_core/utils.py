@@ -101,7 +101,7 @@ def configure_cpu(num_threads: int | None = None) -> bool:
     Why: gradients and radial-basis values of the networks pass through subnormal floats
     (below 1.2e-38 in float32) on their way to zero; Intel CPUs compute with those in microcode,
     up to 27 times slower per matrix product, which made a Perov-5 training step 4.5 times
-    slower on a Xeon than with them flushed (``benchmarks/results/denormals.json``). Flushing
+    slower on a Xeon than with them flushed (``benchmarks/results/subnormals.json``). Flushing
     changes no result by more than 1e-38 (they count as zero).
 
     Call it first, before any parallel torch operation: the CPU flag is per thread, and torch's

@@ -162,14 +162,33 @@ class LatentMap:
     projection: explore.Projection
 
 
+#: crystals whose map a cold first launch shows while the rest of the test set is prepared
+PREVIEW_CRYSTALS = 256
+
+
+def _map_of(model: CDVAE, ds: CrystalDataset) -> tuple:
+    """(TestSet, LatentMap) of ``ds``, encoded now (nothing cached): the preview's map."""
+    z = explore.encode_in_chunks(model, ds).numpy()
+    projection = explore.fit_projection(z)
+    return _test_set(ds), LatentMap(z, projection.transform(z), projection)
+
+
 def prepare_map(model: CDVAE, model_path: str, data_dir: str, dataset: str, limit: int,
-                report) -> tuple:
+                report, publish=None) -> tuple:
     """(TestSet, LatentMap) of the first ``limit`` crystals (0: all) of ``data_dir``'s test
     split: graphs (built once, then cached on disk by the data layer), latent means (cached on
     disk too, keyed by the model file's and the crystals' content), PCA.
-    ``report(phase, done, total)`` follows the work (it runs in a :class:`MapJob` thread)."""
+    ``report(phase, done, total)`` follows the work (it runs in a :class:`MapJob` thread);
+    on a cold cache ``publish((test, map))`` receives the map of the first
+    :data:`PREVIEW_CRYSTALS` crystals as soon as their graphs are built."""
+
+    def preview(part: CrystalDataset) -> None:
+        if publish is not None and (not limit or limit > len(part)):
+            publish(_map_of(model, part))
+
     ds = load_split(data_dir, dataset, "test", progress=False,
-                    on_progress=lambda done, total: report("graphs", done, total))
+                    on_progress=lambda done, total: report("graphs", done, total),
+                    on_preview=preview, preview_rows=PREVIEW_CRYSTALS)
     if limit and limit < len(ds):
         ds = ds.subset(range(limit))
     test = _test_set(ds)
@@ -219,8 +238,8 @@ def map_job(model_key: str, model: CDVAE, model_path: str, data_dir: str, datase
         job = registry["jobs"].get(key)
         created = job is None
         if created:
-            job = MapJob(lambda report: prepare_map(model, model_path, data_dir, dataset, limit,
-                                                    report),
+            job = MapJob(lambda report, publish: prepare_map(
+                model, model_path, data_dir, dataset, limit, report, publish),
                          name=f"latent map {dataset}")
             registry["jobs"][key] = job
     if created:
@@ -257,6 +276,12 @@ class Context:
     latents: LatentMap | None
     map_job: MapJob | None = None  # still preparing the test set's map (None: not wanted)
     limit: int = 0  # test crystals to encode (0: all), part of the map job's key
+
+    @property
+    def whole_test(self) -> TestSet | None:
+        """The test set once all of it is loaded; None while only a preview of its first
+        crystals is (nearest-material searches must not look among a part)."""
+        return self.test if self.map_job is None else None
 
     @property
     def map(self) -> LatentMap:
@@ -326,12 +351,16 @@ def sidebar() -> Context | None:
         else:
             # prepared in a background thread: no page waits for it, the map page shows progress
             job = map_job(key, model, str(path), data_dir, dataset.name, limit)
-            if not job.done:
-                st.sidebar.info(f"{job.progress().line().rstrip('.')}. The latent map appears when it is "
-                                "done; the other pages work meanwhile.")
     ctx = Context(model, info, key, str(path), dataset, data_dir, test, latents, job, limit)
     ctx = with_finished_map(ctx, st.sidebar)
-    if ctx.test is not None:
+    if ctx.map_job is not None:
+        line = ctx.map_job.progress().line().rstrip(".")
+        st.sidebar.info(
+            f"{line}. The latent map appears when it is done; the other pages work meanwhile."
+            if ctx.test is None else
+            f"{line}. The latent map shows the first {len(ctx.test.dataset):,} crystals "
+            "until the rest are done; the other pages work meanwhile.")
+    elif ctx.test is not None:
         st.sidebar.caption(f"Test set: {len(ctx.test.dataset)} crystals encoded.")
     return ctx
 
@@ -342,7 +371,13 @@ def with_finished_map(ctx: Context, where=st) -> Context:
     forgotten so that the next run tries again. A page that waited for the job takes the map
     from here in the same run: rerunning instead loops where the context is not rebuilt."""
     job = ctx.map_job
-    if job is None or not job.done:
+    if job is None:
+        return ctx
+    if not job.done:
+        if job.partial is not None and ctx.test is None:
+            # the first crystals' map while the rest are prepared (a cold first launch)
+            test, latents = job.partial
+            return replace(ctx, test=test, latents=latents)
         return ctx
     if job.error is not None:
         where.error(f"Could not read the test set: {_user_message(job.error)}")

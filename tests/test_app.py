@@ -3,6 +3,8 @@ and runs its features on a tiny random-weight checkpoint without an exception.""
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -636,3 +638,56 @@ def test_a_model_of_the_mp_20_subset_in_the_app(tmp_path, monkeypatch):
     table = ok(click(at, "Generate")).session_state["gallery"]["table"]
     assert {"validity", "nearest_test"} <= set(table.columns)
     assert all(("composition" in v or "valid" in v) for v in table["validity"])
+
+
+def test_a_cold_launch_shows_the_first_crystals_map_before_the_rest(tmp_path, monkeypatch):
+    """Issue 14: on a cold cache the map of the first crystals appears as soon as their graphs
+    are built, with the progress of the rest beside it; the whole map replaces it when done,
+    and nearest-material searches wait for the whole test set."""
+    sys.path.insert(0, str(Path(MAIN).parent))
+    import state  # the app's module, as its pages import it
+
+    monkeypatch.setattr(state, "PREVIEW_CRYSTALS", 4)
+    gate = threading.Event()
+    real_load = state.load_split
+
+    def held_after_preview(*args, on_preview=None, **kwargs):
+        def preview(part):
+            on_preview(part)
+            gate.wait(120)  # the rest of the test set waits until the test has looked
+
+        return real_load(*args, on_preview=preview, **kwargs)
+
+    monkeypatch.setattr(state, "load_split", held_after_preview)
+    rows = []
+    for i in range(12):
+        a, b, x = PEROVSKITES[i % len(PEROVSKITES)]
+        s = perovskite(a, b, x, 3.8 + 0.03 * i)
+        rows.append({"material_id": f"m{i}", "cif": structure_to_cif(s), "heat_ref": 0.1 * i})
+    (tmp_path / "data" / "perov_5").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "data" / "perov_5" / "test.csv", index=False)
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(tiny_checkpoint(tmp_path / "model.pt", seed=3)))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CDVAE_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+        deadline = time.monotonic() + 120
+        while not any("shows the first 4 crystals" in i.value for i in at.sidebar.info):
+            assert time.monotonic() < deadline, [i.value for i in at.sidebar.info]
+            time.sleep(0.5)
+            at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+        spec = at.get("plotly_chart")[0].proto.spec
+        assert '"m3"' in spec and '"m4"' not in spec  # the preview: the first four crystals
+        assert any("first 4 crystals meanwhile" in i.value for i in at.info)
+        at.switch_page("pages/gallery.py").run()
+        for widget in at.number_input:
+            if widget.label == "Samples":
+                widget.set_value(1)
+        table = ok(click(at, "Generate")).session_state["gallery"]["table"]
+        assert "nearest_test" not in table.columns  # not among a part of the test set
+    finally:
+        gate.set()
+    at = until_map_ready(ok(AppTest.from_file(MAIN, default_timeout=120).run()))
+    spec = ok(at).get("plotly_chart")[0].proto.spec
+    assert '"m11"' in spec
+    assert "Test set: 12 crystals encoded." in [c.value for c in at.sidebar.caption]

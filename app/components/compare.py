@@ -37,6 +37,10 @@ def compare_panel(gal: dict, ctx: state.Context, names: list[str]) -> None:
         st.info("No test set is loaded (choose a data folder in the sidebar): there is no test "
                 "crystal to compare with.")
         return
+    if ctx.whole_test is None:
+        st.info("The test set is still being prepared (see the sidebar): the nearest test "
+                "crystal is searched for once all of it is loaded.")
+        return
     if not names:
         st.info("No sample passes the filter: nothing to compare.")
         return

@@ -27,12 +27,13 @@ def build(structures: list[Structure], names: list[str], ctx: state.Context,
     table.insert(0, "name", names)
     table["validity"] = [validity_text(r) for _, r in table.iterrows()]
     table["spacegroup"] = [spacegroup_text(r) for _, r in table.iterrows()]
-    if ctx.test is not None:
+    test = ctx.whole_test  # not among a preview's first crystals only
+    if test is not None:
         comp = explore.composition_vectors([s.atomic_numbers for s in structures])
         vpa = np.array([s.volume / len(s) for s in structures])
-        idx, dist = explore.nearest_reference(comp, ctx.test.comp, vpa,
-                                          ctx.test.table["volume_per_atom"].to_numpy())
-        ref = ctx.test.table
+        idx, dist = explore.nearest_reference(comp, test.comp, vpa,
+                                              test.table["volume_per_atom"].to_numpy())
+        ref = test.table
         table["nearest_test"] = [f"{ref['formula'][i]} ({ref['material_id'][i]})" for i in idx]
         table["composition_distance"] = dist
     if extra is not None and len(extra) == len(table):

@@ -53,13 +53,17 @@ def _duration(seconds: float) -> str:
 
 
 class MapJob:
-    """Runs ``work(report)`` in a daemon thread; ``report(phase, done, total)`` updates the
-    progress. ``result`` holds what ``work`` returned, ``error`` the exception it raised."""
+    """Runs ``work(report, publish)`` in a daemon thread; ``report(phase, done, total)``
+    updates the progress, ``publish(value)`` sets :attr:`partial`. ``result`` holds what
+    ``work`` returned, ``error`` the exception it raised."""
 
-    def __init__(self, work: Callable[[Callable[[str, int, int], None]], Any], name: str):
+    def __init__(self, work: Callable[..., Any], name: str):
         self._lock = threading.Lock()
         self._progress = Progress()
         self.result: Any = None
+        #: what ``work`` published before it finished (``publish(value)``, its second argument):
+        #: the map of the first crystals while the rest are prepared; None until then
+        self.partial: Any = None
         self.error: BaseException | None = None
         self.finished_in_s: float | None = None
         self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
@@ -72,9 +76,12 @@ class MapJob:
                 p.phase, p.phase_started, p.phase_done_at_start = phase, time.monotonic(), done
             p.done, p.total = done, total
 
+    def _publish(self, value: Any) -> None:
+        self.partial = value
+
     def _run(self, work) -> None:
         try:
-            self.result = work(self._report)
+            self.result = work(self._report, self._publish)
             self._report("done", self._progress.total, self._progress.total)
         except BaseException as exc:  # shown to the user; never kills the server
             self.error = exc

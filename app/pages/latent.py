@@ -20,21 +20,29 @@ if ctx.map_job is not None and ctx.map_job.wait(timeout=3.0):
     st.session_state["ctx"] = ctx
 if ctx.map_job is not None:
     # the test set is still being prepared (cold cache): report progress until it is done,
-    # then run the page again with the map; the other pages work meanwhile
+    # then run the page again with the map; the other pages work meanwhile. Once the first
+    # crystals are encoded their map is shown below (ctx.test holds them), growing to the
+    # whole test set when the job is done.
+    preview = ctx.test is not None
+
     @st.fragment(run_every=1.0)
-    def _progress(job=ctx.map_job):
-        if job.done:
+    def _progress(job=ctx.map_job, preview=preview):
+        if job.done or (job.partial is not None and not preview):
             st.rerun(scope="app")
         p = job.progress()
-        st.info(f"Preparing the latent map of the {ctx.dataset.title} test set. {p.line().rstrip('.')}.")
+        shown = (f" The map shows the first {len(ctx.test.dataset):,} crystals meanwhile; "
+                 "it fills in when the rest are done." if preview else "")
+        st.info(f"Preparing the latent map of the {ctx.dataset.title} test set. "
+                f"{p.line().rstrip('.')}.{shown}")
         if p.total:
             st.progress(min(1.0, p.done / p.total))
         st.caption("Only the first launch builds the crystal graphs; they are cached on disk "
                    "for every later launch. The denoising viewer, steering, upload and gallery "
-                   "pages work meanwhile (from the prior).")
+                   "pages work meanwhile" + ("." if preview else " (from the prior)."))
 
     _progress()
-    st.stop()
+    if not preview:
+        st.stop()
 lm = ctx.map
 sel = state.selected()
 if ctx.test is None:

@@ -193,11 +193,16 @@ class CrystalDataset(torch.utils.data.Dataset):
         progress: bool = True,
         use_cache: bool = True,
         on_progress: Callable[[int, int], None] | None = None,
+        on_preview: Callable[[CrystalDataset], None] | None = None,
+        preview_rows: int = 256,
     ) -> CrystalDataset:
         """Read a benchmark CSV file; graphs are built in parallel and cached on disk.
 
         ``on_progress(done, total)`` is called as rows are processed (not for a cached load),
-        e.g. by the app's progress line; it runs in the calling process.
+        e.g. by the app's progress line; it runs in the calling process. ``on_preview(ds)``,
+        when given and the graphs must be built, receives the dataset of the first
+        ``preview_rows`` rows as soon as they are done, before the rest are built (the app
+        shows their map meanwhile); a cached load calls nothing.
 
         The cache key is the file's SHA-256 plus the dataset and graph settings, so an edited
         file or other settings never reuse a stale cache. Bad rows are reported with row number
@@ -233,13 +238,35 @@ class CrystalDataset(torch.utils.data.Dataset):
         for col in ("material_id", "cif"):
             if col not in df.columns:
                 raise ValueError(f"{path}: column {col!r} missing (columns: {list(df.columns)})")
-        has_prop = info.property_column in df.columns
         jobs = [
             (i, str(mid), cif, info.max_atoms, settings)
             for i, (mid, cif) in enumerate(zip(df["material_id"], df["cif"], strict=True))
         ]
-        results = _map(jobs, workers, progress, desc=f"{info.name}/{path.name}",
-                       on_progress=on_progress)
+        desc = f"{info.name}/{path.name}"
+        if on_preview is not None and len(jobs) > preview_rows > 0:
+            # the first rows on their own, then the rest (the pool starts twice: about a
+            # second, against minutes of waiting for a first look at a large split)
+            head = _map(jobs[:preview_rows], workers, progress, desc, on_progress=(
+                None if on_progress is None else lambda d, _t: on_progress(d, len(jobs))))
+            on_preview(cls._assemble(head, df, info, str(path)))
+            tail = _map(jobs[preview_rows:], workers, progress, desc, on_progress=(
+                None if on_progress is None
+                else lambda d, _t: on_progress(preview_rows + d, len(jobs))))
+            results = head + tail
+        else:
+            results = _map(jobs, workers, progress, desc, on_progress=on_progress)
+        ds = cls._assemble(results, df, info, str(path))
+        bad = ds.bad_rows
+        if cache_file is not None:
+            atomic_torch_save(ds._storage() | {"bad_rows": [
+                [b.row, b.material_id, b.reason] for b in bad]}, cache_file)
+        _report_bad_rows(bad, str(path), on_error)
+        return ds
+
+    @classmethod
+    def _assemble(cls, results, df: pd.DataFrame, info: DatasetInfo, source: str) -> CrystalDataset:
+        """The dataset of processed rows ``results`` (``(row, material_id, record, reason)``,
+        ``record`` None for a bad row) of the CSV table ``df``."""
         records, rows, ids, bad = [], [], [], []
         for row, mid, record, reason in results:
             if record is None:
@@ -250,15 +277,10 @@ class CrystalDataset(torch.utils.data.Dataset):
                 ids.append(mid)
         props = (
             pd.to_numeric(df[info.property_column], errors="coerce").to_numpy()[rows].tolist()
-            if has_prop
+            if info.property_column in df.columns
             else None
         )
-        ds = cls.from_records(records, info, props, ids, rows, str(path), bad)
-        if cache_file is not None:
-            atomic_torch_save(ds._storage() | {"bad_rows": [
-                [b.row, b.material_id, b.reason] for b in bad]}, cache_file)
-        _report_bad_rows(bad, str(path), on_error)
-        return ds
+        return cls.from_records(records, info, props, ids, rows, source, bad)
 
     def _storage(self) -> dict:
         return {

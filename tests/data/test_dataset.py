@@ -145,6 +145,34 @@ def test_cache_second_load_comes_from_disk(tmp_path, monkeypatch):
     assert len(third) == 2
 
 
+def test_a_preview_of_the_first_rows_comes_before_the_rest(bad_csv, tmp_path):
+    """Issue 14: the app shows the first crystals' map while the others are built. The preview
+    is the first rows exactly (bad rows skipped as in the whole), the whole is what a load
+    without a preview gives, progress counts the whole file, and a cached load previews
+    nothing."""
+    previews, seen = [], []
+    whole = CrystalDataset.from_csv(
+        bad_csv, "perov_5", cache_dir=tmp_path / "a", progress=False, workers=1,
+        on_preview=lambda part: previews.append((part, len(seen))), preview_rows=4,
+        on_progress=lambda done, total: seen.append((done, total)))
+    plain = CrystalDataset.from_csv(bad_csv, "perov_5", cache_dir=tmp_path / "b",
+                                    progress=False, workers=1)
+    assert len(previews) == 1
+    part, progress_before = previews[0]
+    assert part.material_ids == ["good-1"]  # rows 0-3: one good, three bad
+    assert [b.material_id for b in part.bad_rows] == ["garbage", "partial", "heavy"]
+    assert progress_before == 4 and seen[progress_before - 1] == (4, 8)  # before the rest
+    assert seen[-1] == (8, 8)
+    assert whole.material_ids == plain.material_ids == ["good-1", "good-2"]
+    assert torch.equal(whole.frac_coords, plain.frac_coords)
+    assert torch.equal(whole.edge_index, plain.edge_index)
+    assert [b.row for b in whole.bad_rows] == [b.row for b in plain.bad_rows]
+    previews.clear()
+    CrystalDataset.from_csv(bad_csv, "perov_5", cache_dir=tmp_path / "a", progress=False,
+                            on_preview=previews.append, preview_rows=4)
+    assert previews == []
+
+
 def test_corrupt_cache_is_rebuilt(tmp_path):
     path = _write_csv(tmp_path / "val.csv", [("a", _cif(cubic_srtio3()), 1.0)])
     CrystalDataset.from_csv(path, "perov_5", cache_dir=tmp_path / "c", progress=False)

@@ -19,12 +19,13 @@ from typing import Any
 
 import pandas as pd
 from pymatgen.core import DummySpecies, Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
-from pymatgen.io.vasp import Poscar
 
 from cdvae_core.data.parsing import BadRowError, parse_cif
 from cdvae_core.utils import atomic_write
+
+# pymatgen.io.ase and pymatgen.io.vasp are imported where used: together they take two seconds
+# to import (ASE, scipy.signal), on every launch of the app, for formats most runs never write
 
 __all__ = [
     "atomic_write",
@@ -90,6 +91,8 @@ def _read_extxyz(path: Path) -> list[tuple[str, Structure]]:
         if not all(atoms.pbc) or abs(atoms.cell.volume) == 0.0:
             raise ValueError(f'{where}: no periodic lattice (need Lattice=... and pbc="T T T")')
         try:
+            from pymatgen.io.ase import AseAtomsAdaptor
+
             structure = AseAtomsAdaptor.get_structure(atoms)
         except Exception as exc:
             raise ValueError(f"{where}: {type(exc).__name__}: {exc}") from None
@@ -171,6 +174,8 @@ def structure_to_cif(structure: Structure) -> str:
 
 def structure_to_poscar(structure: Structure) -> str:
     """VASP POSCAR text of ``structure`` (fractional coordinates)."""
+    from pymatgen.io.vasp import Poscar
+
     return Poscar(structure).get_str()
 
 
@@ -229,6 +234,8 @@ def write_extxyz(
         raise ValueError(f"got {len(info)} info entries for {len(structures)} structures")
     frames = []
     for i, structure in enumerate(structures):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
         atoms = AseAtomsAdaptor.get_atoms(structure)
         if info is not None:
             atoms.info.update(dict(info[i]))

@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Lattice, Structure
+
+if TYPE_CHECKING:
+    from pymatgen.analysis.local_env import CrystalNN
 
 __all__ = [
     "BadRowError",
@@ -218,6 +221,10 @@ _CRYSTALNN: CrystalNN | None = None
 
 
 def _crystalnn() -> CrystalNN:
+    # imported here, not at the top: pymatgen's local_env takes 1.5 s to import, and a load
+    # from the graph cache (the app's warm launch) never needs it
+    from pymatgen.analysis.local_env import CrystalNN
+
     global _CRYSTALNN
     if _CRYSTALNN is None:  # one instance per process: its construction is not free
         _CRYSTALNN = CrystalNN(distance_cutoffs=None, x_diff_weight=-1, porous_adjustment=False)

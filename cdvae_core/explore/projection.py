@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 __all__ = ["Projection", "fit_projection"]
 
@@ -34,4 +37,7 @@ def fit_projection(z: np.ndarray | Tensor, seed: int = 0) -> Projection:
     z = z.detach().cpu().numpy() if isinstance(z, Tensor) else np.asarray(z)
     if z.ndim != 2 or z.shape[0] < 2:
         raise ValueError(f"need at least 2 latent vectors [M, latent] to fit, got {z.shape}")
+    # imported on use: scikit-learn takes most of a second to import, on every app launch
+    from sklearn.decomposition import PCA
+
     return Projection(PCA(n_components=2, random_state=seed).fit(z.astype(np.float64)))

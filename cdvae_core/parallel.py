@@ -19,9 +19,12 @@ This module imports nothing from the rest of the package, so every layer may use
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import sys
+import threading
 import time
+import types
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -46,6 +49,33 @@ def pool_context():
     """The multiprocessing context of every pool in the package: ``forkserver`` on Linux (never
     ``fork``: see the module docstring), ``spawn`` elsewhere."""
     return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _no_main_module_for_children():
+    """While workers start, ``__main__`` is a bare module, so that they do not import the
+    caller's main script.
+
+    multiprocessing's spawn and forkserver children import ``sys.modules["__main__"]`` from
+    its file before they run anything (as ``__mp_main__``), so that functions defined there can
+    be unpickled. Our workers run library functions only; the main script can be anything:
+    under Streamlit it is the app's page script (Streamlit runs each page as ``__main__``), and
+    a worker importing it ran the app, or died at its first import (found in the test suite,
+    where a pool started during an AppTest run). The swap lasts only while the pool starts its
+    processes (``submit``), under a lock; functions defined in ``__main__`` cannot be sent to
+    a pool then, which the package never does.
+    """
+    with _MAIN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
 
 
 def _run_chunk(fn: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
@@ -88,7 +118,8 @@ def process_map(
     executor = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=pool_context())
     pending = {}
     try:
-        pending = {executor.submit(_run_chunk, fn, chunk): start for start, chunk in chunks}
+        with _no_main_module_for_children():  # the workers (and forkserver) start in here
+            pending = {executor.submit(_run_chunk, fn, chunk): start for start, chunk in chunks}
         done_count = 0
         while pending:
             finished, _ = wait(pending, timeout=stall_timeout_s, return_when=FIRST_COMPLETED)

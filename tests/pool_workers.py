@@ -12,3 +12,7 @@ def die_on_13(x: int) -> int:
     if x == 13:
         os.kill(os.getpid(), signal.SIGKILL)
     return x * x
+
+
+def square(x: int) -> int:
+    return x * x

@@ -138,3 +138,35 @@ def test_killed_graph_worker_names_dataset_and_rows_and_caches_nothing(tmp_path)
     assert "perov_5/val.csv" in msg and "rows" in msg and "died" in msg
     assert waited < 120
     assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
+
+
+_FOREIGN_MAIN = r"""
+import sys, types
+# the situation under Streamlit: __main__ is a page script that must not run in a worker
+page = types.ModuleType("__main__")
+page.__file__ = sys.argv[1]
+sys.modules["__main__"] = page
+from cdvae_core.parallel import process_map
+from pool_workers import square
+print(process_map(square, list(range(40)), 2, progress=False, chunksize=4,
+                  stall_timeout_s=120))
+"""
+
+
+def test_workers_do_not_run_the_callers_main_script(tmp_path):
+    """Spawn and forkserver children import the caller's ``__main__`` file before they work; a
+    Streamlit page script there (one that cannot even be imported outside the app) killed
+    every worker of a pool started during an app run. Run in a fresh process: the forkserver
+    is started once per process."""
+    import subprocess
+    import sys
+
+    page = tmp_path / "page.py"
+    page.write_text("import state  # the app's own module: absent outside the app\n"
+                    "raise SystemExit('the page script ran in a worker')\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", _FOREIGN_MAIN, str(page)], cwd=root,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": f"{root}:{root / 'tests'}"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == str([i * i for i in range(40)])

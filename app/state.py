@@ -9,6 +9,7 @@ sessions never see each other's work.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from cdvae_core.utils import (
     safe_torch_load,
 )
 
+log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 #: the shipped model the app opens on unless told otherwise (CDVAE_CHECKPOINT, the sidebar)
 DEFAULT_MODEL_FOLDER = "perov_5"
@@ -183,8 +185,13 @@ def prepare_map(model: CDVAE, model_path: str, data_dir: str, dataset: str, limi
     :data:`PREVIEW_CRYSTALS` crystals as soon as their graphs are built."""
 
     def preview(part: CrystalDataset) -> None:
-        if publish is not None and (not limit or limit > len(part)):
+        # a map needs two crystals; a preview that cannot be drawn is skipped, never fatal
+        if publish is None or len(part) < 2 or (limit and limit <= len(part)):
+            return
+        try:
             publish(_map_of(model, part))
+        except Exception as exc:  # the whole map still comes; only the early look is lost
+            log.warning("no preview of the latent map: %s", exc)
 
     ds = load_split(data_dir, dataset, "test", progress=False,
                     on_progress=lambda done, total: report("graphs", done, total),
@@ -247,10 +254,15 @@ def map_job(model_key: str, model: CDVAE, model_path: str, data_dir: str, datase
     return job
 
 
-def forget_map_job(model_key: str, data_dir: str, dataset: str, limit: int) -> None:
+def forget_map_job(model_key: str, data_dir: str, dataset: str, limit: int,
+                   job: MapJob | None = None) -> None:
+    """Drop the job under this key (only if it is still ``job``, when given: another session
+    may already have started the next try)."""
     registry = _map_jobs()
+    key = (model_key, data_dir, dataset, limit)
     with registry["lock"]:
-        registry["jobs"].pop((model_key, data_dir, dataset, limit), None)
+        if job is None or registry["jobs"].get(key) is job:
+            registry["jobs"].pop(key, None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -381,8 +393,9 @@ def with_finished_map(ctx: Context, where=st) -> Context:
         return ctx
     if job.error is not None:
         where.error(f"Could not read the test set: {_user_message(job.error)}")
-        forget_map_job(ctx.model_key, ctx.data_dir, ctx.dataset.name, ctx.limit)
-        return replace(ctx, map_job=None)
+        forget_map_job(ctx.model_key, ctx.data_dir, ctx.dataset.name, ctx.limit, job)
+        # a preview published before the failure is not the test set
+        return replace(ctx, test=None, latents=None, map_job=None)
     test, latents = job.result
     return replace(ctx, test=test, latents=latents, map_job=None)
 

@@ -90,9 +90,9 @@ def _read_extxyz(path: Path) -> list[tuple[str, Structure]]:
         where = f"{path} (frame {i})"
         if not all(atoms.pbc) or abs(atoms.cell.volume) == 0.0:
             raise ValueError(f'{where}: no periodic lattice (need Lattice=... and pbc="T T T")')
-        try:
-            from pymatgen.io.ase import AseAtomsAdaptor
+        from pymatgen.io.ase import AseAtomsAdaptor
 
+        try:
             structure = AseAtomsAdaptor.get_structure(atoms)
         except Exception as exc:
             raise ValueError(f"{where}: {type(exc).__name__}: {exc}") from None

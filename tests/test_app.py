@@ -3,7 +3,6 @@ and runs its features on a tiny random-weight checkpoint without an exception.""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from cdvae_core.data.registry import get_dataset_info  # noqa: E402
 from cdvae_core.data.scaler import StandardScaler  # noqa: E402
 from cdvae_core.io import structure_to_cif  # noqa: E402
 from cdvae_core.model.cdvae import CDVAE  # noqa: E402
@@ -644,7 +644,7 @@ def test_a_cold_launch_shows_the_first_crystals_map_before_the_rest(tmp_path, mo
     """Issue 14: on a cold cache the map of the first crystals appears as soon as their graphs
     are built, with the progress of the rest beside it; the whole map replaces it when done,
     and nearest-material searches wait for the whole test set."""
-    sys.path.insert(0, str(Path(MAIN).parent))
+    monkeypatch.syspath_prepend(str(Path(MAIN).parent))
     import state  # the app's module, as its pages import it
 
     monkeypatch.setattr(state, "PREVIEW_CRYSTALS", 4)
@@ -691,3 +691,71 @@ def test_a_cold_launch_shows_the_first_crystals_map_before_the_rest(tmp_path, mo
     spec = ok(at).get("plotly_chart")[0].proto.spec
     assert '"m11"' in spec
     assert "Test set: 12 crystals encoded." in [c.value for c in at.sidebar.caption]
+
+
+def test_a_map_job_that_fails_after_its_preview_shows_the_error_not_the_preview(
+        tmp_path, monkeypatch):
+    """A preview of the first crystals is not the test set: when the rest fail to load, the app
+    says why and keeps no part of the test set as if it were the whole."""
+    monkeypatch.syspath_prepend(str(Path(MAIN).parent))
+    import state
+
+    monkeypatch.setattr(state, "PREVIEW_CRYSTALS", 4)
+    real_load = state.load_split
+
+    def fails_after_preview(*args, on_preview=None, **kwargs):
+        previewed = []
+
+        def preview(part):
+            on_preview(part)
+            previewed.append(len(part))
+
+        ds = real_load(*args, on_preview=preview, **kwargs)
+        if previewed:  # the rest of the load fails once the preview is out
+            raise OSError("the disk went away")
+        return ds
+
+    monkeypatch.setattr(state, "load_split", fails_after_preview)
+    rows = [{"material_id": f"m{i}", "heat_ref": 0.1 * i,
+             "cif": structure_to_cif(perovskite(*PEROVSKITES[i % 6], 3.8 + 0.03 * i))}
+            for i in range(10)]
+    (tmp_path / "data" / "perov_5").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "data" / "perov_5" / "test.csv", index=False)
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(tiny_checkpoint(tmp_path / "model.pt", seed=4)))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CDVAE_CACHE_DIR", str(tmp_path / "cache"))
+    deadline = time.monotonic() + 120
+    while True:
+        at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+        errors = [e.value for e in at.sidebar.error] + [e.value for e in at.error]
+        if errors:
+            break
+        assert time.monotonic() < deadline, "no error shown"
+        time.sleep(0.5)
+    assert any("Could not read the test set: the disk went away" in e for e in errors), errors
+    assert at.session_state["ctx"].test is None
+    assert any("No test set loaded" in i.value for i in at.info)
+
+
+def test_a_failed_job_never_leaves_its_preview_as_the_test_set(monkeypatch):
+    """The page-side path: the sidebar built its context from the preview, then the job failed
+    before the page looked. The page's context must hold no test set, and the error is shown."""
+    monkeypatch.syspath_prepend(str(Path(MAIN).parent))
+    import state
+
+    class FailedJob:
+        done, error, partial = True, OSError("the disk went away"), ("preview", "map")
+
+    shown = []
+
+    class Where:
+        def error(self, text):
+            shown.append(text)
+
+    ctx = state.Context(model=None, info={}, model_key="k", path="p",
+                        dataset=get_dataset_info("perov_5"), data_dir="d", test="preview",
+                        latents="map", map_job=FailedJob(), limit=0)
+    assert ctx.whole_test is None  # a preview is not the whole test set
+    out = state.with_finished_map(ctx, Where())
+    assert out.test is None and out.latents is None and out.map_job is None
+    assert shown == ["Could not read the test set: the disk went away"]

@@ -243,12 +243,16 @@ class CrystalDataset(torch.utils.data.Dataset):
             for i, (mid, cif) in enumerate(zip(df["material_id"], df["cif"], strict=True))
         ]
         desc = f"{info.name}/{path.name}"
-        if on_preview is not None and len(jobs) > preview_rows > 0:
+        if on_preview is not None and on_error != "raise" and len(jobs) > preview_rows > 0:
             # the first rows on their own, then the rest (the pool starts twice: about a
-            # second, against minutes of waiting for a first look at a large split)
+            # second, against minutes of waiting for a first look at a large split). With
+            # on_error="raise" a load may still fail at its end: no preview of it then.
             head = _map(jobs[:preview_rows], workers, progress, desc, on_progress=(
                 None if on_progress is None else lambda d, _t: on_progress(d, len(jobs))))
-            on_preview(cls._assemble(head, df, info, str(path)))
+            try:
+                on_preview(cls._assemble(head, df, info, str(path)))
+            except Exception as exc:  # a failed preview never costs the whole load
+                log.warning("%s: preview callback failed (%s); loading the rest", path, exc)
             tail = _map(jobs[preview_rows:], workers, progress, desc, on_progress=(
                 None if on_progress is None
                 else lambda d, _t: on_progress(preview_rows + d, len(jobs))))

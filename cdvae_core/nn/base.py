@@ -46,12 +46,12 @@ class GaussianBasis(nn.Module):
     def forward(self, dist: Tensor) -> Tensor:
         g = torch.exp(-self.gamma * (dist[:, None] - self.centres) ** 2)
         # Gaussians far from a distance fall below the smallest normal float (exp(-87) in
-        # float32) before they reach zero. Those subnormal values are exact to 1e-38 as zero,
-        # but Intel CPUs compute with them in microcode: the weight gradient of the first
-        # linear layer after this basis (a [3F, E] x [E, num] product) took 465 ms instead of
-        # 5 ms per layer on a Xeon (benchmarks/README.md, "Where the time went"). Zeroing them
-        # changes no output by more than 1e-38 and works on every thread, unlike
-        # torch.set_flush_denormal, which sets the calling thread's FPU mode only.
+        # float32) before they reach zero. Those subnormal values are zero to within 1.2e-38
+        # (float32 and bfloat16; 2.2e-308 in float64), but Intel CPUs compute with them in
+        # microcode: the weight gradient of the first linear layer after this basis (a
+        # [3F, E] x [E, num] product) took 465 ms instead of 3 ms per layer on a Xeon
+        # (benchmarks/README.md, "Where the time went"). Zeroing them works on every thread,
+        # unlike torch.set_flush_denormal, which sets the calling thread's FPU mode only.
         return torch.where(g < torch.finfo(g.dtype).tiny, 0.0, g)
 
 

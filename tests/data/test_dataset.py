@@ -168,9 +168,19 @@ def test_a_preview_of_the_first_rows_comes_before_the_rest(bad_csv, tmp_path):
     assert torch.equal(whole.edge_index, plain.edge_index)
     assert [b.row for b in whole.bad_rows] == [b.row for b in plain.bad_rows]
     previews.clear()
-    CrystalDataset.from_csv(bad_csv, "perov_5", cache_dir=tmp_path / "a", progress=False,
-                            on_preview=previews.append, preview_rows=4)
+    cached = CrystalDataset.from_csv(bad_csv, "perov_5", cache_dir=tmp_path / "a",
+                                     progress=False, on_preview=previews.append, preview_rows=4)
     assert previews == []
+    assert cached.material_ids == whole.material_ids  # the cache holds the whole, not the head
+
+
+def test_a_failing_preview_costs_nothing_but_the_preview(bad_csv, tmp_path):
+    def broken(part):
+        raise ValueError("cannot draw one crystal")
+
+    ds = CrystalDataset.from_csv(bad_csv, "perov_5", cache_dir=tmp_path, progress=False,
+                                 workers=1, on_preview=broken, preview_rows=4)
+    assert ds.material_ids == ["good-1", "good-2"]
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):

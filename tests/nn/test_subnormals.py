@@ -12,24 +12,37 @@ from pathlib import Path
 
 import torch
 
-from cdvae_core.nn.base import GaussianBasis
-
 ROOT = Path(__file__).resolve().parents[2]
 TINY = torch.finfo(torch.float32).tiny
 
 
+_BASIS = r"""
+import json, torch
+from cdvae_core.nn.base import GaussianBasis
+basis = GaussianBasis(cutoff=7.0, num=32)
+d = torch.linspace(0.0, 7.0, 5001)
+g = basis(d)
+exact = torch.exp(-basis.gamma * (d[:, None].double() - basis.centres.double()) ** 2)
+print(json.dumps({"g": g.flatten().tolist(), "exact": exact.flatten().tolist()}))
+"""
+
+
 def test_gaussian_basis_has_no_subnormal_values():
-    basis = GaussianBasis(cutoff=7.0, num=32)
-    d = torch.linspace(0.0, 7.0, 5001)
-    g = basis(d)
+    # in a fresh process without flush-to-zero (this suite's conftest sets it, and the CPU
+    # would then hide the subnormals the basis produces on its own)
+    out = subprocess.run([sys.executable, "-c", _BASIS], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    g = torch.tensor(res["g"], dtype=torch.float64)
+    exact = torch.tensor(res["exact"], dtype=torch.float64)
     nonzero = g[g != 0]
     assert (nonzero.abs() >= TINY).all(), nonzero.abs().min()
     # and it is still the Gaussian exp(-gamma (d - mu)^2) wherever that is a normal float
-    exact = torch.exp(-basis.gamma * (d[:, None].double() - basis.centres.double()) ** 2)
     normal = exact >= TINY
     assert normal.sum() > 0.5 * exact.numel()
-    torch.testing.assert_close(g.double()[normal], exact[normal], rtol=1e-5, atol=1e-7)
-    assert (g.double()[~normal] == 0).all()  # the rest: zero, within 1.2e-38 of exact
+    assert ((exact > 0) & ~normal).any()  # the case in question: subnormal Gaussians exist
+    torch.testing.assert_close(g[normal], exact[normal], rtol=1e-5, atol=1e-7)
+    assert (g[~normal] == 0).all()  # the rest: zero, within 1.2e-38 of exact
 
 
 _STEP = r"""
@@ -78,6 +91,7 @@ def test_the_command_line_flushes_subnormals_before_running_a_command(monkeypatc
     from cdvae_core import cli
 
     calls = []
-    monkeypatch.setattr(utils, "configure_cpu", lambda *a, **k: calls.append(a) or True)
-    cli.main(["info", str(tmp_path / "missing.pt")])  # fails to load; flushing came first
-    assert calls, "cdvae did not call configure_cpu"
+    monkeypatch.setattr(utils, "configure_cpu", lambda *a, **k: calls.append("flush") or True)
+    monkeypatch.setattr(cli, "_info", lambda args: calls.append("command") or 0)
+    assert cli.main(["info", str(tmp_path / "model.pt")]) == 0
+    assert calls == ["flush", "command"]

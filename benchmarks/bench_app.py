@@ -140,7 +140,7 @@ def time_first_map(browser, checkpoint: Path, data_dir: Path, cache: Path, log: 
             "whole_map_s": round(whole, 2), "points": points}
 
 
-def first_map(models: list[str], out: Path) -> int:
+def first_map(models: list[str], out: Path, note: str = "") -> int:
     import tempfile
 
     from playwright.sync_api import sync_playwright
@@ -172,7 +172,7 @@ def first_map(models: list[str], out: Path) -> int:
                "cold = empty cache folder (graphs built, test set encoded), warm = a new server "
                "process over the cache the cold run left",
         "data": str(data_dir), "results": results, "targets_s": FIRST_MAP_TARGETS_S,
-        **cpu_info(), "training_jobs": "paused (SIGSTOP) during the run",
+        **cpu_info(), "note": note,
         "load_average_1min_after": round(os.getloadavg()[0], 2),
         "torch": torch.__version__, "python": platform.python_version(),
     }, indent=2)
@@ -188,13 +188,15 @@ def main() -> int:
     parser.add_argument("--checkpoint", help="model file (default: checkpoints/perov_5/model.pt)")
     parser.add_argument("--out", help="result file (default: benchmarks/results/app.json, or "
                                       "app_first_map.json with --first-map)")
+    parser.add_argument("--note", default="",
+                        help="what else ran on the machine, recorded in the --first-map file")
     parser.add_argument("--first-map", action="store_true",
                         help="time the cold and warm launch to the latent map instead")
     parser.add_argument("--models", nargs="+", default=["perov_5", "carbon_24"])
     args = parser.parse_args()
     if args.first_map:
         return first_map(args.models, Path(args.out or REPO / "benchmarks" / "results"
-                                           / "app_first_map.json"))
+                                           / "app_first_map.json"), args.note)
     args.out = args.out or str(REPO / "benchmarks" / "results" / "app.json")
 
     threads = max(1, int(os.environ.get("CDVAE_APP_THREADS", "1")))

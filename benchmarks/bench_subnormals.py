@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/subnormals.json")
+    p.add_argument("--note", default="", help="what else ran on the machine, for the record")
     args = p.parse_args()
     variants = {"before": (args.before_tree.resolve(), False), "basis_only": (ROOT, False),
                 "flushed": (ROOT, True)}
@@ -85,7 +86,7 @@ def main() -> None:
               "median_seconds_per_step": table, "runs": runs,
               "machine": {"platform": platform.platform(), **cpu_info(),
                           "load_average_1min": round(os.getloadavg()[0], 2),
-                          "note": "training jobs paused (SIGSTOP) during the run"}}
+                          "note": args.note}}
     print(json.dumps(table, indent=2))
     with atomic_write(args.out) as fh:
         json.dump(result, fh, indent=2)

@@ -16,6 +16,7 @@ import os
 import platform
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -70,10 +71,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--out", default=None)
+    p.add_argument("--no-flush", action="store_true",
+                   help="keep subnormal floats (the CPU's default; run with PYTHONPATH set to "
+                        "an older checkout for before figures)")
     args = p.parse_args()
-    from cdvae_core.utils import configure_cpu
+    if args.no_flush:
+        torch.set_num_threads(args.threads)
+    else:
+        from cdvae_core.utils import configure_cpu
 
-    configure_cpu(args.threads)  # subnormals flushed, as the CLI and the app do
+        configure_cpu(args.threads)  # subnormals flushed, as the CLI and the app do
 
     from cdvae_core.data.scaler import fit_scalers
     from cdvae_core.data.splits import load_split
@@ -103,8 +110,12 @@ def main() -> None:
             model.decode_scores(z, b.frac_coords, b.atom_types, b.num_atoms, b.lattice,
                                 b.batch, model.sigmas[10])
 
+    import cdvae_core
+
     result = {"dataset": args.dataset, "arch": args.arch, "compile": args.compile,
               "batch": args.batch, "threads": args.threads,
+              "subnormals_flushed": not args.no_flush,
+              "code": str(Path(cdvae_core.__file__).resolve().parents[1]),
               "machine": {"platform": platform.platform(), "torch": str(torch.__version__),
                           **cpu_info(), "load_average_1min": round(os.getloadavg()[0], 2)}}
     for name, fn in (("train_step", train_step), ("decoder_call", decoder_call)):

@@ -100,8 +100,9 @@ def configure_cpu(num_threads: int | None = None) -> bool:
 
     Why: gradients and radial-basis values of the networks pass through subnormal floats
     (below 1.2e-38 in float32) on their way to zero; Intel CPUs compute with those in microcode,
-    up to 27 times slower per matrix product, which made a Perov-5 training step 4.5 times
-    slower on a Xeon than with them flushed (``benchmarks/results/subnormals.json``). Flushing
+    up to 27 times slower per matrix product, which made a Perov-5 training step 4.6 times
+    slower on one thread of a Xeon (``benchmarks/results/profile_fast_compile_perov_5_b128_1thread*.json``)
+    and 2.3-2.7 times on two (``benchmarks/results/subnormals.json``). Flushing
     changes no result by more than 1e-38 (they count as zero).
 
     Call it first, before any parallel torch operation: the CPU flag is per thread, and torch's

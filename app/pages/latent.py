@@ -14,10 +14,24 @@ from cdvae_core import explore
 
 ctx = state.context()
 st.title("Latent explorer")
+
+
+def _rerun_once(job) -> None:
+    """Rerun the app once per change of the map job's state (the sidebar is then built again
+    with it). A rerun that finds the same state (a context not rebuilt, as under AppTest)
+    carries on instead of rerunning again and again."""
+    change = (id(job), job.done, job.partial is not None)
+    if st.session_state.get("_map_rerun") != change:
+        st.session_state["_map_rerun"] = change
+        st.rerun(scope="app")
+
+
 job = ctx.map_job
 if job is not None and (job.done or (ctx.test is None and job.wait(timeout=3.0))):
-    # it finished after the sidebar looked: this run shows the map (no rerun, see state);
-    # while a preview is on screen the page never waits (each click would cost 3 s)
+    # it finished after the sidebar looked (which still shows its progress): run again, or, if
+    # that was done already, show the map in this run; while a preview is on screen the page
+    # never waits (each click would cost 3 s)
+    _rerun_once(job)
     ctx = state.with_finished_map(ctx)
     st.session_state["ctx"] = ctx
 if ctx.map_job is not None:
@@ -30,12 +44,7 @@ if ctx.map_job is not None:
     @st.fragment(run_every=1.0)
     def _progress(job=ctx.map_job, preview=preview):
         if job.done or (job.partial is not None and not preview):
-            # once per change of the job's state: a rerun that found the same state (a
-            # context not rebuilt, as under AppTest) must not rerun again, and again
-            change = (id(job), job.done, job.partial is not None)
-            if st.session_state.get("_map_rerun") != change:
-                st.session_state["_map_rerun"] = change
-                st.rerun(scope="app")
+            _rerun_once(job)
         p = job.progress()
         shown = (f" The map shows the first {len(ctx.test.dataset):,} crystals meanwhile; "
                  "it fills in when the rest are done." if preview else "")

@@ -95,15 +95,21 @@ def load_training_splits(
     warnings.warn(msg, MissingTrainSplitWarning, stacklevel=2)
     print(f"WARNING: {msg}", file=sys.stderr)
     full = CrystalDataset.from_csv(val_csv, info, **kwargs)
-    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
-    n_hold = max(1, round(holdout_fraction * len(full)))
-    hold, train_idx = perm[:n_hold].sort().values, perm[n_hold:].sort().values
+    train_idx, hold = holdout_indices(len(full), holdout_fraction, seed)
     policy = SplitPolicy(info.name, "val.csv", "val.csv", holdout_fraction, seed, desc)
     return TrainingSplits(
         full.subset(train_idx, source=f"{val_csv} (train part)"),
         full.subset(hold, source=f"{val_csv} (hold-out)"),
         policy,
     )
+
+
+def holdout_indices(n: int, holdout_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, hold-out)`` row indices (sorted) of the fallback policy's seeded split of ``n``
+    rows: the hold-out a model trained under that policy never saw."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_hold = max(1, round(holdout_fraction * n))
+    return perm[n_hold:].sort().values, perm[:n_hold].sort().values
 
 
 def sr_thresholds(data_dir: str | os.PathLike | None, dataset: str) -> tuple[tuple[float, ...], str]:

@@ -168,11 +168,15 @@ class LatentMap:
 PREVIEW_CRYSTALS = 256
 
 
+def _latent_map(z: np.ndarray) -> LatentMap:
+    """``z`` on the map: in its own PCA frame."""
+    projection = explore.fit_projection(z)
+    return LatentMap(z, projection.transform(z), projection)
+
+
 def _map_of(model: CDVAE, ds: CrystalDataset) -> tuple:
     """(TestSet, LatentMap) of ``ds``, encoded now (nothing cached): the preview's map."""
-    z = explore.encode_in_chunks(model, ds).numpy()
-    projection = explore.fit_projection(z)
-    return _test_set(ds), LatentMap(z, projection.transform(z), projection)
+    return _test_set(ds), _latent_map(explore.encode_in_chunks(model, ds).numpy())
 
 
 def prepare_map(model: CDVAE, model_path: str, data_dir: str, dataset: str, limit: int,
@@ -208,8 +212,7 @@ def prepare_map(model: CDVAE, model_path: str, data_dir: str, dataset: str, limi
         z = z.numpy()
         with atomic_write(cache, "wb") as fh:
             np.save(fh, z)
-    projection = explore.fit_projection(z)
-    return test, LatentMap(z, projection.transform(z), projection)
+    return test, _latent_map(z)
 
 
 def _latent_cache_file(model_path: str, ds: CrystalDataset) -> Path:
@@ -269,8 +272,7 @@ def forget_map_job(model_key: str, data_dir: str, dataset: str, limit: int,
 def prior_map(model_key: str, latent_dim: int, n: int = 500) -> LatentMap:
     """Without a test set the map shows draws from the prior N(0, I) in their own PCA frame."""
     z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(0)).numpy()
-    projection = explore.fit_projection(z)
-    return LatentMap(z, projection.transform(z), projection)
+    return _latent_map(z)
 
 
 # ---------------------------------------------------------------------------- per session
@@ -348,7 +350,6 @@ def sidebar() -> Context | None:
         "Test crystals to encode (0 = all)", min_value=0, max_value=100_000, value=0, step=500,
         key="test_limit",
     ))
-    test = latents = None
     key = f"{path.resolve()}:{path.stat().st_mtime}"
     if st.session_state.get("model_key") != key:
         # latent vectors and results of another model mean nothing (or the wrong size) here
@@ -363,7 +364,8 @@ def sidebar() -> Context | None:
         else:
             # prepared in a background thread: no page waits for it, the map page shows progress
             job = map_job(key, model, str(path), data_dir, dataset.name, limit)
-    ctx = Context(model, info, key, str(path), dataset, data_dir, test, latents, job, limit)
+    # the test set and its map come from the job (whole, or a preview of its first crystals)
+    ctx = Context(model, info, key, str(path), dataset, data_dir, None, None, job, limit)
     ctx = with_finished_map(ctx, st.sidebar)
     if ctx.map_job is not None:
         line = ctx.map_job.progress().line().rstrip(".")

@@ -232,10 +232,10 @@ def write_extxyz(
 
     if info is not None and len(info) != len(structures):
         raise ValueError(f"got {len(info)} info entries for {len(structures)} structures")
+    from pymatgen.io.ase import AseAtomsAdaptor
+
     frames = []
     for i, structure in enumerate(structures):
-        from pymatgen.io.ase import AseAtomsAdaptor
-
         atoms = AseAtomsAdaptor.get_atoms(structure)
         if info is not None:
             atoms.info.update(dict(info[i]))

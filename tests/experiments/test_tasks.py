@@ -7,6 +7,7 @@ import math
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -360,8 +361,6 @@ def test_cli_reconstruction_alone_needs_no_property_instrument(tiny, tmp_path, m
     monkeypatch.setenv("CDVAE_CACHE_DIR", str(tmp_path / "empty-cache"))
     data = tmp_path / "data" / "perov_5"
     data.mkdir(parents=True)
-    import pandas as pd
-
     pd.read_csv(data_file("perov_5", "test"), nrows=3).to_csv(data / "test.csv", index=False)
     common = ["evaluate", str(path), "--data-dir", str(tmp_path / "data"), "--compile", "off",
               "--steps-per-level", "1"]

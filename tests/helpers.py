@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -53,3 +54,39 @@ def small_model():
     lattice = StandardScaler(torch.tensor([2.3, 2.3, 2.3, 90.0, 90.0, 90.0]),
                              torch.tensor([0.1, 0.1, 0.1, 2.0, 2.0, 2.0]))
     return CDVAE(cfg, scalers={"lattice": lattice}).eval()
+
+
+@contextlib.contextmanager
+def served_process(cmd: list[str], health_url: str, log_path: Path, what: str,
+                   timeout: float = 120.0, stop_timeout: float = 20.0, **popen):
+    """Start the server ``cmd`` (``popen``: cwd, env), logging to ``log_path``; return once
+    ``health_url`` answers 200 (the test fails with the log's tail if the process exits or
+    ``timeout`` s pass first); terminate it on exit (killed after ``stop_timeout`` s)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    log = open(log_path, "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **popen)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(health_url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"{what} did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.5)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -17,18 +17,17 @@ import io
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from test_app import app_env  # noqa: F401  (a fixture: tiny checkpoint and test split)
 
+from helpers import REPO, served_process
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = os.environ.get("CDVAE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,35 +55,14 @@ def streamlit_server(env: dict, log_path: Path, timeout: float = 120.0):
     """``streamlit run app/main.py`` on a free loopback port with ``env`` added; yields its URL
     once the server answers its health check; stopped on exit."""
     port = _free_port()
-    log = open(log_path, "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}"
+    with served_process(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("streamlit did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.5)
+        f"{url}/_stcore/health", log_path, "streamlit", timeout, stop_timeout=15,
+        cwd=REPO, env={**os.environ, **env},
+    ):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
-from experiments.test_notebook_runner import smoke  # noqa: F401  (fixture: tiny model, 40 rows)
+from experiments.test_notebook_runner import (  # noqa: F401  (smoke: a fixture)
+    TEMPLATE_LINKS,
+    smoke,
+)
 from test_app_browser import (  # noqa: F401  (browser: a fixture)
     ARTIFACTS,
     _free_port,
@@ -37,14 +39,12 @@ from test_app_browser import (  # noqa: F401  (browser: a fixture)
 
 from cdvae_core.experiments.notebook_runner import run_notebook
 
-from helpers import REPO
+from helpers import REPO, served_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 TUTORIAL = "tutorial_diffusion_on_crystals.ipynb"
 FIGURES, VIEWS = 5, 4  # plotly figures and 3D views of the tutorial
-#: the nbconvert page template's own links (require.js, MathJax); the notebooks use neither
-TEMPLATE_LINKS = re.compile(r"^https://cdnjs\.cloudflare\.com/ajax/libs/(require\.js|mathjax)/")
 
 
 def _tutorial_parameters(smoke) -> dict:  # noqa: F811
@@ -78,38 +78,17 @@ def jupyter_lab(root: Path, home: Path, timeout: float = 120.0):
            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
            "IPYTHONDIR": str(home / "ipython")}
     port, token = _free_port(), "cdvae-test-token"
-    log_path = home / "jupyterlab.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}"
+    with served_process(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
          "--port", str(port), "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          "--LabApp.extension_manager=readonly", "--allow-root"],  # CI runs as root
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("jupyter lab did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.5)
+        f"{url}/api/status?token={token}", home / "jupyterlab.log", "jupyter lab", timeout,
+        cwd=root, env=env,
+    ):
         yield url, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @contextlib.contextmanager

@@ -4,7 +4,11 @@ exactly one cell tagged ``parameters``."""
 
 from __future__ import annotations
 
+import html.parser
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -25,6 +29,8 @@ from helpers import REPO, data_file
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 TINY_NET = {"hidden": 16, "num_layers": 1, "num_rbf": 8}
 ROWS = 40
+#: the nbconvert page template's own links (require.js, MathJax); the notebooks use neither
+TEMPLATE_LINKS = re.compile(r"^https://cdnjs\.cloudflare\.com/ajax/libs/(require\.js|mathjax)/")
 
 
 def test_the_five_notebooks_are_there():
@@ -140,7 +146,85 @@ def _run(smoke, name: str, **params) -> nbformat.NotebookNode:
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors, errors
+    check_export_offline(out, nb)
     return nb
+
+
+class _Resources(html.parser.HTMLParser):
+    """The URLs a page asks the browser to load: script, link, img and iframe sources."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("src", "href") if tag in ("script", "link", "img", "iframe") else ():
+            if attrs.get(key):
+                self.urls.append(attrs[key])
+
+
+def _outputs(nb, kind: str) -> int:
+    """Outputs of the executed notebook that are plotly figures or (``"view"``) 3D views."""
+    n = 0
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            data = o.get("data", {})
+            if kind == "plotly":
+                n += "application/vnd.plotly.v1+json" in data
+            else:
+                n += 'class="cdvae-view"' in str(data.get("text/html", ""))
+    return n
+
+
+def check_export_offline(executed: Path, nb) -> str:
+    """Export ``executed`` to HTML with nbconvert (as the README tells a user to share a run)
+    and check that the page shows every plotly figure and 3D view of ``nb`` with no network:
+    each is in the page, plotly.js and 3Dmol.js are embedded once each where needed, and the
+    page loads nothing from off the machine but the template's own require.js / MathJax links,
+    which the notebooks do not use. Returns the page's HTML."""
+    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(executed)],
+                   check=True, capture_output=True)
+    page = executed.with_suffix(".html").read_text()
+    parser = _Resources()
+    parser.feed(page)
+    remote = [u for u in parser.urls
+              if re.match(r"^(https?:)?//", u) and not TEMPLATE_LINKS.match(u)]
+    assert not remote, f"{executed.name}: the export loads {remote}"
+    # no script of the page fetches a library by itself (py3Dmol's default loads 3Dmol.js
+    # from a CDN); the embedded bundles are left out of this search, their code names URLs
+    own = re.sub(r"<script>\nif \(typeof window\.\S+ === 'undefined'\) \{.*?</script>", "",
+                 page, flags=re.S)
+    fetched = [u for u in re.findall(r"https?://[^\s\"'<>]+\.js\b", own)
+               if not TEMPLATE_LINKS.match(u)]
+    assert not fetched, f"{executed.name}: scripts that fetch {fetched}"
+    figures, views = _outputs(nb, "plotly"), _outputs(nb, "view")
+    assert page.count("Plotly.newPlot(") == figures, (page.count("Plotly.newPlot("), figures)
+    assert page.count('<div class="cdvae-view"') == views
+    assert page.count("if (typeof window.Plotly === 'undefined')") == (figures > 0)
+    assert page.count("if (typeof window.$3Dmol === 'undefined')") == (views > 0)
+    return page
+
+
+_FIGURE = ("import plotly.graph_objects as go\n"
+           "go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup, offline", [
+    ("from cdvae_core.explore.notebook_views import offline_notebook\noffline_notebook()", True),
+    # plotly's own notebook renderer fetches plotly.js from its CDN when the page opens
+    ("import plotly.io as pio\npio.renderers.default = 'notebook_connected'", False),
+])
+def test_export_check_tells_an_offline_page_from_one_that_fetches(tmp_path, setup, offline):
+    src = _toy_notebook(tmp_path / "toy.ipynb", setup + "\n" + _FIGURE)
+    out = run_notebook(src, tmp_path / "run", {}, cwd=REPO, timeout_s=120)
+    nb = nbformat.read(out, as_version=4)
+    if offline:
+        check_export_offline(out, nb)
+    else:
+        with pytest.raises(AssertionError, match="cdn.plot.ly"):
+            check_export_offline(out, nb)
 
 
 def _has_plotly(nb) -> bool:

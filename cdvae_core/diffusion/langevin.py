@@ -7,6 +7,12 @@ sigma_index) -> (coord_score [N, 3] in Å^-1, type_logits [N, K])``. Coordinates
 Cartesian space and are wrapped back into the cell after every step; atom types become the argmax
 of the predicted type distribution.
 
+A crystal whose coordinates stop being finite (a score that overflowed, far from anything the
+network was trained on) either stops the run with a :class:`SamplingError` naming it
+(``on_nonfinite="raise"``, the default: one crystal asked for, one answer) or is set aside at its
+last finite state and reported in :attr:`LangevinResult.failed` while the rest of the batch goes
+on (``"drop"``: a batch of thousands is not lost to one crystal).
+
 Schemes (:attr:`LangevinConfig.scheme`):
 
 ``langevin``
@@ -46,6 +52,7 @@ __all__ = [
 
 ScoreFn = Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]
 SCHEMES = ("langevin", "pc")
+NONFINITE = ("raise", "drop")
 
 
 class SamplingError(RuntimeError):
@@ -110,9 +117,15 @@ class Frame:
 
 @dataclass
 class LangevinResult:
+    """The final state ``frac_coords [N, 3]``, ``atom_types [N]``, the saved frames, and the
+    crystals set aside with ``on_nonfinite="drop"``: ``failed [B]`` (True: kept at its last
+    finite state, not a sample) and ``failures`` (crystal index -> where it failed)."""
+
     frac_coords: Tensor
     atom_types: Tensor
     frames: list[Frame] = field(default_factory=list)
+    failed: Tensor | None = None
+    failures: dict[int, str] = field(default_factory=dict)
 
 
 def levels_to_run(sigmas: Tensor, cfg: LangevinConfig) -> list[int]:
@@ -157,6 +170,7 @@ def annealed_langevin(
     cfg: LangevinConfig = LangevinConfig(),
     generator: torch.Generator | None = None,
     callback: Callable[[Frame], None] | None = None,
+    on_nonfinite: str = "raise",
 ) -> LangevinResult:
     """Run Algorithm 1 from the initial structure.
 
@@ -166,7 +180,16 @@ def annealed_langevin(
         lattice: ``[B, 3, 3]``; batch ``[N]``; sigmas ``[L]`` decreasing (Å).
         generator: source of the injected noise (a seed reproduces a run).
         callback: called with each saved :class:`Frame` as it is made (live display).
+        on_nonfinite: ``"raise"`` a :class:`SamplingError` when a crystal's coordinates stop
+            being finite, or ``"drop"`` that crystal (kept at its last finite state, flagged in
+            :attr:`LangevinResult.failed`) and go on with the others.
     """
+    if on_nonfinite not in NONFINITE:
+        raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE)}, "
+                         f"got {on_nonfinite!r}")
+    num_crystals = int(batch.max()) + 1 if batch.numel() else 0
+    failed = torch.zeros(num_crystals, dtype=torch.bool, device=batch.device)
+    failures: dict[int, str] = {}
     frac = wrap_frac(frac_coords)
     types = atom_types.clone()
     frames: list[Frame] = []
@@ -185,17 +208,26 @@ def annealed_langevin(
         cart = frac_to_cart(frac, lattice, batch) + drift * score
         if noise_std > 0:
             cart = cart + noise_std * noise
-        frac = wrap_frac(cart_to_frac(cart, lattice, batch))
-        if not torch.isfinite(frac).all():
-            bad = (~torch.isfinite(frac).all(-1)).nonzero().flatten()
-            crystals = sorted(set(batch[bad].tolist()))
-            raise SamplingError(
-                f"non-finite coordinates at level {level} (sigma {sigma:.3g} Å), step {step}, "
-                f"crystals {crystals[:10]}: the score or lattice is not finite there"
-            )
+        new = wrap_frac(cart_to_frac(cart, lattice, batch))
+        new_types = logits.argmax(dim=-1) + 1 if cfg.update_types else types
+        bad_atoms = ~torch.isfinite(new).all(-1)
         if cfg.update_types:
-            types = logits.argmax(dim=-1) + 1
-        return frac, types, score, logits
+            bad_atoms |= ~torch.isfinite(logits).all(-1)
+        if bad_atoms.any():
+            crystals = sorted(set(batch[bad_atoms].tolist()) - set(failures))
+            where = f"non-finite coordinates at level {level} (sigma {sigma:.3g} Å), step {step}"
+            if on_nonfinite == "raise":
+                raise SamplingError(f"{where}, crystals {crystals[:10]}: the score or lattice "
+                                    "is not finite there")
+            for c in crystals:
+                failures[c] = where
+            failed[crystals] = True
+        if failures:
+            # set-aside crystals keep their last finite state; the others move on
+            keep = failed[batch]
+            new = torch.where(keep[:, None], frac, new)
+            new_types = torch.where(keep, types, new_types)
+        return new, new_types, score, logits
 
     def record(frac, types, level, sigma, score, logits):
         if cfg.save_every is not None and (step % cfg.save_every == 0 or step == 1):
@@ -230,4 +262,4 @@ def annealed_langevin(
                 frac, types, level, sigma, var, math.sqrt(var) * cfg.noise_scale if nxt else 0.0)
             step += 1
             record(frac, types, level, sigma, score, logits)
-    return LangevinResult(frac, types, frames)
+    return LangevinResult(frac, types, frames, failed, failures)

@@ -37,7 +37,13 @@ from cdvae_core.metrics.evaluate import (
 )
 from cdvae_core.metrics.optimization import reference_decode_iterations, score_optimization
 from cdvae_core.model.cdvae import CDVAE
-from cdvae_core.model.decode import DecodeConfig, decode, encode_dataset, generate, reconstruct
+from cdvae_core.model.decode import (
+    DecodeConfig,
+    decode_dropping_failures,
+    encode_dataset,
+    generate,
+    reconstruct,
+)
 from cdvae_core.model.optimize import optimize_latent
 from cdvae_core.relax import (
     RelaxResult,
@@ -134,7 +140,8 @@ def run_reconstruction(
     truth = test.structures(idx)
     ids = [test.material_ids[i] for i in idx]
     summary, table = evaluate_reconstruction(preds, truth, ids, progress=progress)
-    summary.update(num_structures=len(idx), decode_seconds=decode_s,
+    summary.update(num_structures=len(idx), failed_decodes=sum(p is None for p in preds),
+                   decode_seconds=decode_s,
                    total_seconds=time.time() - t0)
     settings = run_settings("reconstruction", checkpoint, seed, sampler, test_file=test.source,
                             force_num_atoms=force_num_atoms, force_atom_types=force_atom_types)
@@ -196,7 +203,8 @@ def run_generation(
         summary["timings_s"]["relaxation"] = time.time() - t1
         extra["relaxation"] = {"structures": relax, "steps": relax_steps, "fmax": relax_fmax,
                                "potential": summary["relaxation"]["potential"]}
-    summary.update(num_samples=num_samples, decode_seconds=decode_s,
+    summary.update(num_samples=num_samples, failed_decodes=sum(p is None for p in samples),
+                   decode_seconds=decode_s,
                    total_seconds=time.time() - t0)
     settings = run_settings("generation", checkpoint, seed, sampler, test_file=test.source,
                             num_samples=num_samples, **extra)
@@ -382,14 +390,16 @@ def run_optimization(
                            save_at=[i + 1 for i in iterations])
     decodes: list[list[Structure]] = []
     for k in range(1, len(traj.saved_steps)):  # saved_steps[0] is the start
-        res = decode(model, traj.z_saved[k], sampler, gen)
-        decodes.append(res.structures())
+        decodes.append(decode_dropping_failures(
+            model, traj.z_saved[k], sampler, gen,
+            [f"material {test.material_ids[i]} at iteration {iterations[k - 1]}" for i in idx]))
     ids = [test.material_ids[i] for i in idx]
     summary, table = _score_optimization_run(decodes, iterations, ids, property_fn,
                                              thresholds, direction)
     start_prop = property_fn(test.structures(idx)) if property_fn is not None else None
     summary.update({
         "task": "optimization", "steps": steps, "lr": lr, "direction": direction,
+        "failed_decodes": sum(s is None for d in decodes for s in d),
         "property": info.property_column, "decode_iterations": iterations,
         "starting_materials": f"the first {n} of {test.source}",
         "property_instrument": instrument,

@@ -9,6 +9,7 @@ decoding that the loop does not read (the noise schedule walked, the number of a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ __all__ = [
     "sample_composition",
     "predicted_num_atoms",
     "decode",
+    "decode_dropping_failures",
     "generate",
     "reconstruct",
     "to_structures",
@@ -110,7 +112,9 @@ class DecodeResult:
     """Decoded crystals, flat as in a batch, with an optional trajectory.
 
     frac_coords ``[N, 3]``, atom_types ``[N]``, num_atoms ``[B]``, lengths ``[B, 3]`` (Å),
-    angles_deg ``[B, 3]``, z ``[B, latent]``; frames: the saved Langevin frames (all crystals).
+    angles_deg ``[B, 3]``, z ``[B, latent]``; frames: the saved Langevin frames (all crystals);
+    failures: crystal index -> where its dynamics stopped being finite (a decode with
+    ``on_nonfinite="drop"``); those crystals are no samples and :meth:`structures` gives None.
     """
 
     frac_coords: Tensor
@@ -120,11 +124,15 @@ class DecodeResult:
     angles_deg: Tensor
     z: Tensor
     frames: list[Frame] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
 
-    def structures(self) -> list[Structure]:
-        return to_structures(
+    def structures(self) -> list[Structure | None]:
+        """The decoded crystals; None for each failed one (a failed decode, which the metrics
+        count as invalid)."""
+        out = to_structures(
             self.frac_coords, self.atom_types, self.num_atoms, self.lengths, self.angles_deg
         )
+        return [None if i in self.failures else s for i, s in enumerate(out)]
 
 
 def to_structures(frac_coords, atom_types, num_atoms, lengths, angles_deg) -> list[Structure]:
@@ -192,13 +200,16 @@ def decode(
     num_atoms: Tensor | None = None,
     atom_types: Tensor | None = None,
     callback: Callable[[Frame], None] | None = None,
+    on_nonfinite: str = "raise",
 ) -> DecodeResult:
     """Algorithm 1 for a batch of latent vectors ``z [B, latent]``.
 
     ``num_atoms`` / ``atom_types`` force the true number of atoms / types (reconstruction
     options); forced types are kept fixed during the dynamics. The generator must live on the
     CPU; all random draws use it, so a seed reproduces a run. A bare :class:`LangevinConfig`
-    decodes with the default :class:`DecodeConfig` options.
+    decodes with the default :class:`DecodeConfig` options. ``on_nonfinite``: what a crystal
+    whose dynamics stop being finite does, ``"raise"`` a ``SamplingError`` or ``"drop"`` out of
+    the batch (:attr:`DecodeResult.failures`; see :func:`annealed_langevin`).
     """
     cfg = DecodeConfig.of(cfg)
     sampler = cfg.sampler
@@ -225,9 +236,9 @@ def decode(
         return model.decode_scores(z, f, t, num_atoms, lattice, batch, sigmas[level])
 
     result = annealed_langevin(score_fn, frac, types, lattice, batch, sigmas, sampler, gen,
-                               callback)
+                               callback, on_nonfinite)
     return DecodeResult(result.frac_coords, result.atom_types, num_atoms, lengths, angles, z,
-                        result.frames)
+                        result.frames, result.failures)
 
 
 def sampling_sigmas(model_sigmas: Tensor, cfg: DecodeConfig | LangevinConfig) -> Tensor:
@@ -247,6 +258,18 @@ def decode_steps(model: CDVAE, cfg: DecodeConfig | LangevinConfig) -> int:
     return score_evaluations(sampling_sigmas(model.sigmas, cfg), cfg.sampler)
 
 
+def decode_dropping_failures(model: CDVAE, z: Tensor, cfg, generator, names: Sequence[str],
+                             **kwargs) -> list[Structure | None]:
+    """:func:`decode` for a batch run: a crystal whose dynamics stop being finite is dropped
+    (None, counted as invalid by the metrics) with a warning naming it (``names[i]``: what the
+    user calls crystal ``i``), instead of ending the run for all."""
+    res = decode(model, z, cfg, generator, on_nonfinite="drop", **kwargs)
+    for i, where in res.failures.items():
+        warnings.warn(f"{names[i]}: decoding failed ({where}); counted as an invalid sample",
+                      RuntimeWarning, stacklevel=2)
+    return res.structures()
+
+
 def generate(
     model: CDVAE,
     num_samples: int,
@@ -254,15 +277,17 @@ def generate(
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = True,
-) -> list[Structure]:
-    """``num_samples`` crystals with z drawn from the prior N(0, I)."""
+) -> list[Structure | None]:
+    """``num_samples`` crystals with z drawn from the prior N(0, I); None for a failed decode
+    (:func:`decode_dropping_failures`)."""
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     out: list[Structure] = []
     for start in tqdm(range(0, num_samples, batch_size), disable=not progress, desc="generate"):
         n = min(batch_size, num_samples - start)
         z = torch.randn(n, model.cfg.latent_dim, generator=gen).to(device)
-        out.extend(decode(model, z, cfg, gen).structures())
+        out.extend(decode_dropping_failures(
+            model, z, cfg, gen, [f"sample {start + i}" for i in range(n)]))
     return out
 
 
@@ -295,9 +320,10 @@ def reconstruct(
     force_atom_types: bool = False,
     indices: Sequence[int] | None = None,
     progress: bool = True,
-) -> list[Structure]:
+) -> list[Structure | None]:
     """Encode each crystal (latent mean) and decode it once, with the most likely number of
-    atoms whatever ``cfg.num_atoms`` says (a reconstruction asks for the likeliest crystal)."""
+    atoms whatever ``cfg.num_atoms`` says (a reconstruction asks for the likeliest crystal).
+    None for a failed decode (:func:`decode_dropping_failures`)."""
     cfg = replace(DecodeConfig.of(cfg), num_atoms="argmax")
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
@@ -307,10 +333,10 @@ def reconstruct(
         b = dataset.collate(idx[start : start + batch_size]).to(device)
         with torch.no_grad():
             mu, _, _ = model.encode(b)
-        res = decode(
-            model, mu, cfg, gen,
+        chunk = idx[start : start + batch_size]
+        out.extend(decode_dropping_failures(
+            model, mu, cfg, gen, [f"crystal {dataset.material_ids[i]}" for i in chunk],
             num_atoms=b.num_atoms if (force_num_atoms or force_atom_types) else None,
             atom_types=b.atom_types if force_atom_types else None,
-        )
-        out.extend(res.structures())
+        ))
     return out

@@ -156,3 +156,40 @@ def test_langevin_config_rejects_absurd_settings():
                {"scheme": "pc", "n_step_each": -1}):
         with pytest.raises(ValueError):
             LangevinConfig(**kw)
+
+
+def test_a_crystal_whose_score_breaks_is_set_aside_and_the_others_go_on():
+    # two one-atom crystals in a 4 Å cube; the score of crystal 1 turns to NaN from level 1 on
+    lat = (torch.eye(3, dtype=torch.float64) * 4).expand(2, 3, 3)
+    batch = torch.tensor([0, 1])
+    sigmas = geometric_sigmas(1, 0.1, 4).double()
+    cfg = LangevinConfig(n_step_each=3, save_every=1)
+    start = torch.tensor([[0.1, 0.2, 0.3], [0.6, 0.5, 0.4]], dtype=torch.float64)
+    types = torch.ones(2, dtype=torch.long)
+
+    def good(frac, types, level):
+        return -frac_to_cart(frac - 0.5, lat, batch), torch.zeros(2, 100, dtype=frac.dtype)
+
+    def breaks(frac, types, level):
+        score, logits = good(frac, types, level)
+        if level >= 1:
+            score = score.clone()
+            score[1] = float("nan")
+        return score, logits
+
+    clean = annealed_langevin(good, start, types, lat, batch, sigmas, cfg,
+                              torch.Generator().manual_seed(0))
+    run = annealed_langevin(breaks, start, types, lat, batch, sigmas, cfg,
+                            torch.Generator().manual_seed(0), on_nonfinite="drop")
+    assert run.failed.tolist() == [False, True]
+    assert list(run.failures) == [1] and "level 1" in run.failures[1]
+    # crystal 0 ran exactly as without the failure; crystal 1 stayed where level 0 left it
+    torch.testing.assert_close(run.frac_coords[0], clean.frac_coords[0], rtol=0, atol=0)
+    after_level_0 = [f for f in clean.frames if f.level == 0][-1].frac_coords[1]
+    torch.testing.assert_close(run.frac_coords[1], after_level_0, rtol=0, atol=0)
+    assert torch.isfinite(run.frac_coords).all()
+    with pytest.raises(SamplingError, match="level 1 .*crystals \\[1\\]"):
+        annealed_langevin(breaks, start, types, lat, batch, sigmas, cfg,
+                          torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        annealed_langevin(good, start, types, lat, batch, sigmas, cfg, on_nonfinite="ignore")

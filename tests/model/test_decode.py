@@ -126,3 +126,32 @@ def test_decode_steps_counts_the_levels_a_run_walks():
     loop = LangevinConfig(n_step_each=2, scheme="pc")
     assert decode_steps(model, loop) == 3 * model.sigmas.shape[0]
     assert decode_steps(model, DecodeConfig(loop, num_levels=7)) == 3 * 7
+
+
+def test_a_batch_run_counts_a_broken_decode_as_invalid_and_keeps_the_others(monkeypatch):
+    # the score of the second crystal of every batch overflows: generation and reconstruction
+    # report it as a failed decode (None, with a warning naming it) instead of ending the run
+    from cdvae_core.model.decode import generate
+
+    from conftest import rocksalt_nacl
+
+    model, ds = tiny_model([cubic_srtio3(), rocksalt_nacl(), cubic_srtio3()])
+    original = model.decode_scores
+
+    def overflowing(z, frac, types, num_atoms, lattice, batch, sigma):
+        score, logits = original(z, frac, types, num_atoms, lattice, batch, sigma)
+        return torch.where((batch == 1)[:, None], torch.inf, score), logits
+
+    monkeypatch.setattr(model, "decode_scores", overflowing)
+    cfg = LangevinConfig(n_step_each=1, level_stride=10)
+    with pytest.warns(RuntimeWarning, match="sample 1: decoding failed .*invalid sample"):
+        out = generate(model, 3, cfg, progress=False)
+    assert out[1] is None and out[0] is not None and out[2] is not None
+    with pytest.warns(RuntimeWarning, match=f"crystal {ds.material_ids[1]}: decoding failed"):
+        out = reconstruct(model, ds, cfg, progress=False)
+    assert [s is None for s in out] == [False, True, False]
+    # a single decode asked for directly still stops with the reason
+    from cdvae_core.diffusion.langevin import SamplingError
+
+    with pytest.raises(SamplingError, match="crystals \\[1\\]"):
+        decode(model, torch.zeros(2, 8), cfg)

@@ -74,7 +74,10 @@ def structure_grid(structures: list[Structure], labels: list[str], key: str, col
     for i, (s, label) in enumerate(zip(structures, labels, strict=True)):
         row = table.iloc[i]
         with columns[i % len(columns)]:
-            st.markdown(f"**{label}**: {row['formula']}")
+            st.markdown(f"**{label}**: {row['formula'] or 'no crystal'}")
+            if s is None:
+                st.warning("Decoding failed: the sampler's coordinates stopped being finite.")
+                continue
             show_structure(s, height=height, key=f"{key}_{i}")
             st.caption(f"SG {spacegroup_text(row)} (tol. {SPACEGROUP_SYMPREC} Å) · "
                        f"{validity_text(row)}")

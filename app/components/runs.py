@@ -25,6 +25,9 @@ def run_decode(
     **decode_kwargs,
 ) -> DecodeResult | None:
     """Decode ``z [B, latent]`` with a progress bar; None (after an error message) on failure.
+    A crystal whose dynamics stop being finite (a latent point far from anything the model
+    learned, as steering reaches) is dropped with a warning and is None in the result's
+    ``structures()``; when every crystal fails the run fails.
 
     Without frames requested, frames are still saved every ~1% of the run to move the bar and
     dropped afterwards. ``decode_kwargs`` go to :func:`cdvae_core.model.decode.decode`
@@ -49,12 +52,21 @@ def run_decode(
     z = z.reshape(-1, model.cfg.latent_dim).to(model_device(model))
     try:
         result = decode(model, z, cfg, torch.Generator().manual_seed(int(seed)), callback=callback,
-                        **decode_kwargs)
+                        on_nonfinite="drop", **decode_kwargs)
     except (SamplingError, ValueError) as exc:
         bar.empty()
         st.error(f"Sampling failed: {exc}")
         return None
     bar.empty()
+    if result.failures:
+        first = next(iter(result.failures.values()))
+        if len(result.failures) == z.shape[0]:
+            st.error(f"Sampling failed: {first}. This latent point is far from what the model "
+                     "learned; try another seed, or a point nearer the data.")
+            return None
+        which = ", ".join(str(i + 1) for i in sorted(result.failures))
+        st.warning(f"{label}: {len(result.failures)} of {z.shape[0]} crystals could not be "
+                   f"decoded (number {which}: {first}); they are shown as failed.")
     if not keep:
         result.frames = []
     return result

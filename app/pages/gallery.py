@@ -38,8 +38,11 @@ if source == "Generate from the prior":
             cfg = get_preset("interactive", n_step_each=int(steps))
             result = run_decode(ctx.model, z, cfg, int(seed), f"Generating {n} samples")
             if result is not None:
-                names = [f"sample_{i:05d}" for i in range(int(n))]
-                st.session_state["gallery"] = gallery.build(result.structures(), names, ctx, z)
+                # a failed decode (run_decode has said so) is left out of the gallery
+                ok = [i for i, s in enumerate(result.structures()) if s is not None]
+                names = [f"sample_{i:05d}" for i in ok]
+                st.session_state["gallery"] = gallery.build(
+                    [result.structures()[i] for i in ok], names, ctx, z[ok])
 else:
     path = st.text_input("Folder, zip or extxyz of an evaluation run (on this machine)",
                          key="gallery_path")

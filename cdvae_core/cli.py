@@ -229,8 +229,10 @@ def _generate(args: argparse.Namespace) -> int:
         json.dump(run_settings("generate", args.checkpoint, args.seed, sampler,
                                num_samples=args.num_samples, sampler_preset=preset), fh,
                   indent=2, default=str)
-    print(f"{len(structures)} structures written to {args.out_dir}/structures.zip and "
-          "structures.extxyz (settings in settings.json)")
+    failed = sum(s is None for s in structures)
+    print(f"{len(structures) - failed} structures written to {args.out_dir}/structures.zip and "
+          "structures.extxyz (settings in settings.json)"
+          + (f"; {failed} failed decodes named in missing.txt" if failed else ""))
     return 0
 
 

@@ -66,14 +66,19 @@ def test_a_crystal_that_cannot_be_decoded_is_named_and_the_rest_are_kept(monkeyp
     _overflow_crystals(model, monkeypatch, [1])
     cfg = LangevinConfig(n_step_each=1, level_stride=10)
     result = runs.run_decode(model, torch.zeros(3, model.cfg.latent_dim), cfg, seed=0,
-                             label="Decoding the saved steps")
+                             label="Decoding the saved steps",
+                             names=["steering step 0", "steering step 500", "steering step 999"])
     assert [s is None for s in result.structures()] == [False, True, False]
     assert len(said) == 1 and said[0][0] == "warning"
-    assert "1 of 3 crystals could not be decoded (number 2:" in said[0][1]
+    assert said[0][1].startswith("Decoding the saved steps: 1 of 3 crystals could not be "
+                                 "decoded, the network's score overflowed: steering step 500 "
+                                 "(non-finite coordinates at noise level 0 ")
     _overflow_crystals(model, monkeypatch, [0])
     said.clear()
     assert runs.run_decode(model, torch.zeros(1, model.cfg.latent_dim), cfg, seed=0) is None
-    assert said and said[-1][0] == "error" and "Sampling failed: non-finite" in said[-1][1]
+    assert said and said[-1][0] == "error"
+    assert said[-1][1].startswith("Sampling failed: non-finite coordinates at noise level 0 ")
+    assert "try another seed or a smaller step size" in said[-1][1]
 
 
 def test_a_grid_shows_a_failed_decode_as_failed():
@@ -84,6 +89,7 @@ def test_a_grid_shows_a_failed_decode_as_failed():
 
         sys.path[:0] = [app_dir, tests_dir]
         from components.cards import structure_grid
+
         from conftest import cubic_srtio3
 
         structure_grid([cubic_srtio3(), None], ["start", "step 555"], key="grid")

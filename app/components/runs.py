@@ -22,11 +22,13 @@ def run_decode(
     seed: int,
     label: str = "Annealed Langevin",
     on_frame: Callable[[Frame], None] | None = None,
+    names: list[str] | None = None,
     **decode_kwargs,
 ) -> DecodeResult | None:
     """Decode ``z [B, latent]`` with a progress bar; None (after an error message) on failure.
     A crystal whose dynamics stop being finite (a latent point far from anything the model
-    learned, as steering reaches) is dropped with a warning and is None in the result's
+    learned, as steering reaches) is dropped with a warning naming it (``names[i]``, the page's
+    label of crystal ``i``; its number otherwise) and is None in the result's
     ``structures()``; when every crystal fails the run fails.
 
     Without frames requested, frames are still saved every ~1% of the run to move the bar and
@@ -61,12 +63,15 @@ def run_decode(
     if result.failures:
         first = next(iter(result.failures.values()))
         if len(result.failures) == z.shape[0]:
-            st.error(f"Sampling failed: {first}. This latent point is far from what the model "
-                     "learned; try another seed, or a point nearer the data.")
+            st.error(f"Sampling failed: {first}. The network's score overflowed there; try "
+                     "another seed or a smaller step size (a latent point far from the data, "
+                     "as long steering reaches, does this more often).")
             return None
-        which = ", ".join(str(i + 1) for i in sorted(result.failures))
+        which = "; ".join(f"{names[i] if names else f'crystal {i + 1}'} ({where})"
+                          for i, where in sorted(result.failures.items()))
         st.warning(f"{label}: {len(result.failures)} of {z.shape[0]} crystals could not be "
-                   f"decoded (number {which}: {first}); they are shown as failed.")
+                   f"decoded, the network's score overflowed: {which}. They are shown as "
+                   "failed.")
     if not keep:
         result.frames = []
     return result

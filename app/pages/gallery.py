@@ -36,13 +36,15 @@ if source == "Generate from the prior":
             z = torch.randn(int(n), ctx.model.cfg.latent_dim,
                             generator=torch.Generator().manual_seed(int(seed)))
             cfg = get_preset("interactive", n_step_each=int(steps))
-            result = run_decode(ctx.model, z, cfg, int(seed), f"Generating {n} samples")
+            names = [f"sample_{i:05d}" for i in range(int(n))]
+            result = run_decode(ctx.model, z, cfg, int(seed), f"Generating {n} samples",
+                                names=names)
             if result is not None:
                 # a failed decode (run_decode has said so) is left out of the gallery
-                ok = [i for i, s in enumerate(result.structures()) if s is not None]
-                names = [f"sample_{i:05d}" for i in ok]
+                structures = result.structures()
+                ok = [i for i, s in enumerate(structures) if s is not None]
                 st.session_state["gallery"] = gallery.build(
-                    [result.structures()[i] for i in ok], names, ctx, z[ok])
+                    [structures[i] for i in ok], [names[i] for i in ok], ctx, z[ok])
 else:
     path = st.text_input("Folder, zip or extxyz of an evaluation run (on this machine)",
                          key="gallery_path")

@@ -145,11 +145,12 @@ mode = c2.radio("Path", ["linear", "slerp"], horizontal=True, key="interp_mode")
 seed = c3.number_input("Sampler seed", 0, 2**31 - 1, 0, key="interp_seed")
 if st.button("Decode along A → B", disabled=not (pa and pb), key="interp_run"):
     zs = explore.interpolate_latents(pa["z"], pb["z"], n, mode)
-    result = run_decode(ctx.model, zs, state.default_sampler(), int(seed), "Decoding the path")
+    labels = [f"t = {t:.2f}" for t in torch.linspace(0, 1, n).tolist()]
+    result = run_decode(ctx.model, zs, state.default_sampler(), int(seed), "Decoding the path",
+                        names=labels)
     if result is not None:
         st.session_state["interp"] = {
-            "z": zs, "structures": result.structures(),
-            "labels": [f"t = {t:.2f}" for t in torch.linspace(0, 1, n).tolist()],
+            "z": zs, "structures": result.structures(), "labels": labels,
         }
         st.rerun()
 path = st.session_state.get("interp")

@@ -60,7 +60,8 @@ if go_run:
     bar.empty()
     live.empty()
     decoded = run_decode(ctx.model, res.z_saved[:, 0], state.default_sampler(), int(seed),
-                         "Decoding the saved steps")
+                         "Decoding the saved steps",
+                         names=[f"steering step {s}" for s in res.saved_steps])
     if decoded is not None:
         st.session_state["steer_result"] = {
             "label": sel["label"], "goal": goal, "prop": res.prop[:, 0].tolist(),

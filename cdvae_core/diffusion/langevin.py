@@ -210,12 +210,14 @@ def annealed_langevin(
             cart = cart + noise_std * noise
         new = wrap_frac(cart_to_frac(cart, lattice, batch))
         new_types = logits.argmax(dim=-1) + 1 if cfg.update_types else types
-        bad_atoms = ~torch.isfinite(new).all(-1)
-        if cfg.update_types:
-            bad_atoms |= ~torch.isfinite(logits).all(-1)
+        bad_coords = ~torch.isfinite(new).all(-1)
+        bad_atoms = bad_coords | (~torch.isfinite(logits).all(-1) if cfg.update_types
+                                  else torch.zeros_like(bad_coords))
         if bad_atoms.any():
             crystals = sorted(set(batch[bad_atoms].tolist()) - set(failures))
-            where = f"non-finite coordinates at level {level} (sigma {sigma:.3g} Å), step {step}"
+            what = ("coordinates" if bool(bad_coords.any()) else "atom-type probabilities")
+            where = (f"non-finite {what} at noise level {level} (sigma {sigma:.3g} Å), "
+                     f"Langevin step {step + 1}")
             if on_nonfinite == "raise":
                 raise SamplingError(f"{where}, crystals {crystals[:10]}: the score or lattice "
                                     "is not finite there")
@@ -245,14 +247,21 @@ def annealed_langevin(
             if callback is not None:
                 callback(frame)
 
+    def all_failed() -> bool:  # every crystal set aside: nothing is left to move
+        return bool(num_crystals) and len(failures) == num_crystals
+
     for pos, level in enumerate(levels):
         sigma = float(sigmas[level])
         alpha = cfg.step_lr * (sigma / sigma_last) ** 2
         for _ in range(cfg.n_step_each):
+            if all_failed():
+                break
             frac, types, score, logits = move(
                 frac, types, level, sigma, alpha, math.sqrt(2.0 * alpha) * cfg.noise_scale)
             step += 1
             record(frac, types, level, sigma, score, logits)
+        if all_failed():
+            break
         if cfg.scheme == "pc":
             # reverse-diffusion predictor to the next level; after the last, the noise-free
             # Tweedie step to the posterior mean

@@ -140,7 +140,7 @@ def run_reconstruction(
     truth = test.structures(idx)
     ids = [test.material_ids[i] for i in idx]
     summary, table = evaluate_reconstruction(preds, truth, ids, progress=progress)
-    summary.update(num_structures=len(idx), failed_decodes=sum(p is None for p in preds),
+    summary.update(num_structures=len(idx), n_failed_decodes=sum(p is None for p in preds),
                    decode_seconds=decode_s,
                    total_seconds=time.time() - t0)
     settings = run_settings("reconstruction", checkpoint, seed, sampler, test_file=test.source,
@@ -203,8 +203,7 @@ def run_generation(
         summary["timings_s"]["relaxation"] = time.time() - t1
         extra["relaxation"] = {"structures": relax, "steps": relax_steps, "fmax": relax_fmax,
                                "potential": summary["relaxation"]["potential"]}
-    summary.update(num_samples=num_samples, failed_decodes=sum(p is None for p in samples),
-                   decode_seconds=decode_s,
+    summary.update(num_samples=num_samples, decode_seconds=decode_s,
                    total_seconds=time.time() - t0)
     settings = run_settings("generation", checkpoint, seed, sampler, test_file=test.source,
                             num_samples=num_samples, **extra)
@@ -399,7 +398,7 @@ def run_optimization(
     start_prop = property_fn(test.structures(idx)) if property_fn is not None else None
     summary.update({
         "task": "optimization", "steps": steps, "lr": lr, "direction": direction,
-        "failed_decodes": sum(s is None for d in decodes for s in d),
+        "n_failed_decodes": sum(s is None for d in decodes for s in d),
         "property": info.property_column, "decode_iterations": iterations,
         "starting_materials": f"the first {n} of {test.source}",
         "property_instrument": instrument,

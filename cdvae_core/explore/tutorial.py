@@ -257,16 +257,21 @@ def optimization_table(
 
     Args:
         traj: the result of :func:`~cdvae_core.model.optimize.optimize_latent`.
-        decoded: ``decoded[k]`` the structures decoded from ``traj.z_saved[k]``.
+        decoded: ``decoded[k]`` the structures decoded from ``traj.z_saved[k]`` (None for a
+            failed decode: no formula, ``decoded`` False, no prediction).
         material_ids: one id per optimised material.
     """
     rows = []
     for step, structures in zip(traj.saved_steps, decoded, strict=True):
-        pred = (np.asarray(property_fn(list(structures)), dtype=float) if property_fn is not None
-                else np.full(len(structures), np.nan))
+        ok = [i for i, s in enumerate(structures) if s is not None]
+        pred = np.full(len(structures), np.nan)
+        if property_fn is not None and ok:
+            pred[ok] = np.asarray(property_fn([structures[i] for i in ok]), dtype=float)
         for i, s in enumerate(structures):
             rows.append({"step": step, "material_id": material_ids[i],
-                         "formula": s.composition.reduced_formula, "n_atoms": len(s),
+                         "formula": s.composition.reduced_formula if s is not None else "",
+                         "n_atoms": len(s) if s is not None else 0,
+                         "decoded": s is not None,
                          "latent_property": float(traj.prop[step, i]),
                          "predicted_property": float(pred[i])})
     return pd.DataFrame(rows)

@@ -129,17 +129,21 @@ class DecodeResult:
     def structures(self) -> list[Structure | None]:
         """The decoded crystals; None for each failed one (a failed decode, which the metrics
         count as invalid)."""
-        out = to_structures(
-            self.frac_coords, self.atom_types, self.num_atoms, self.lengths, self.angles_deg
-        )
-        return [None if i in self.failures else s for i, s in enumerate(out)]
+        return to_structures(self.frac_coords, self.atom_types, self.num_atoms, self.lengths,
+                             self.angles_deg, skip=set(self.failures))
 
 
-def to_structures(frac_coords, atom_types, num_atoms, lengths, angles_deg) -> list[Structure]:
-    """pymatgen Structures of flat crystal tensors (lattice from the six parameters)."""
-    out = []
+def to_structures(frac_coords, atom_types, num_atoms, lengths, angles_deg,
+                  skip: set[int] = frozenset()) -> list[Structure | None]:
+    """pymatgen Structures of flat crystal tensors (lattice from the six parameters); None for
+    the crystals numbered in ``skip``."""
+    out: list[Structure | None] = []
     start = 0
     for i, n in enumerate(num_atoms.tolist()):
+        if i in skip:
+            out.append(None)
+            start += n
+            continue
         lat = Lattice.from_parameters(*lengths[i].tolist(), *angles_deg[i].tolist())
         out.append(
             Structure(

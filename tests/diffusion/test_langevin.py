@@ -145,7 +145,8 @@ def test_langevin_stops_with_a_clear_error_on_nan():
     def bad(frac, types, level):
         return torch.full_like(frac, float("nan")), torch.zeros(2, 100, dtype=frac.dtype)
 
-    with pytest.raises(SamplingError, match="non-finite coordinates at level 0"):
+    with pytest.raises(SamplingError,
+                       match="non-finite coordinates at noise level 0 .*Langevin step 1,"):
         annealed_langevin(bad, torch.rand(2, 3, dtype=torch.float64), torch.ones(2, dtype=torch.long),
                           lat, batch, geometric_sigmas(1, 0.1, 3).double())
 
@@ -182,14 +183,56 @@ def test_a_crystal_whose_score_breaks_is_set_aside_and_the_others_go_on():
     run = annealed_langevin(breaks, start, types, lat, batch, sigmas, cfg,
                             torch.Generator().manual_seed(0), on_nonfinite="drop")
     assert run.failed.tolist() == [False, True]
-    assert list(run.failures) == [1] and "level 1" in run.failures[1]
+    assert list(run.failures) == [1] and "noise level 1 " in run.failures[1]
+    assert "Langevin step 4" in run.failures[1]  # 3 steps per level: the first of level 1
     # crystal 0 ran exactly as without the failure; crystal 1 stayed where level 0 left it
     torch.testing.assert_close(run.frac_coords[0], clean.frac_coords[0], rtol=0, atol=0)
     after_level_0 = [f for f in clean.frames if f.level == 0][-1].frac_coords[1]
     torch.testing.assert_close(run.frac_coords[1], after_level_0, rtol=0, atol=0)
     assert torch.isfinite(run.frac_coords).all()
-    with pytest.raises(SamplingError, match="level 1 .*crystals \\[1\\]"):
+    with pytest.raises(SamplingError, match="noise level 1 .*crystals \\[1\\]"):
         annealed_langevin(breaks, start, types, lat, batch, sigmas, cfg,
                           torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="on_nonfinite"):
         annealed_langevin(good, start, types, lat, batch, sigmas, cfg, on_nonfinite="ignore")
+
+
+def test_broken_type_probabilities_set_a_crystal_aside_in_a_predictor_step_and_freeze_its_types():
+    # predictor-corrector with no corrector steps: every step is a predictor step. Crystal 0's
+    # type logits turn to NaN at level 2; its atom types stay what level 1 made them
+    lat = (torch.eye(3, dtype=torch.float64) * 4).expand(2, 3, 3)
+    batch = torch.tensor([0, 0, 1])
+    sigmas = geometric_sigmas(1, 0.1, 5).double()
+    cfg = LangevinConfig(n_step_each=0, scheme="pc", save_every=1)
+    calls = []
+
+    def fn(frac, types, level):
+        calls.append(level)
+        logits = torch.zeros(3, 100, dtype=frac.dtype)
+        logits[:, 7 + level] = 1.0  # argmax: element 8 + level
+        if level >= 2:
+            logits[:2] = float("nan")
+        return -frac_to_cart(frac - 0.5, lat, batch), logits
+
+    run = annealed_langevin(fn, torch.rand(3, 3, dtype=torch.float64),
+                            torch.ones(3, dtype=torch.long), lat, batch, sigmas, cfg,
+                            torch.Generator().manual_seed(0), on_nonfinite="drop")
+    assert run.failed.tolist() == [True, False]
+    assert "non-finite atom-type probabilities at noise level 2" in run.failures[0]
+    assert run.atom_types.tolist() == [9, 9, 12]  # frozen after level 1; the other went on
+    assert calls == [0, 1, 2, 3, 4]
+
+
+def test_a_run_whose_every_crystal_is_set_aside_stops_early():
+    lat = torch.eye(3, dtype=torch.float64)[None] * 4
+    calls = []
+
+    def bad(frac, types, level):
+        calls.append(level)
+        return torch.full_like(frac, float("inf")), torch.zeros(2, 100, dtype=frac.dtype)
+
+    run = annealed_langevin(bad, torch.rand(2, 3, dtype=torch.float64),
+                            torch.ones(2, dtype=torch.long), lat, torch.zeros(2, dtype=torch.long),
+                            geometric_sigmas(1, 0.1, 10).double(), LangevinConfig(n_step_each=50),
+                            on_nonfinite="drop")
+    assert run.failed.tolist() == [True] and len(calls) == 1

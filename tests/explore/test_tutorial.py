@@ -152,6 +152,25 @@ def test_optimization_table_and_best_decodes():
     assert len(fig.layout.shapes) == 3
 
 
+def test_optimization_table_takes_a_failed_decode_as_undecoded_and_unscored():
+    traj, decoded, _ = _fake_optimisation()
+    decoded[1][0] = None  # m1's decode at step 1 failed
+    seen = []
+
+    def fn(structures):
+        seen.append(len(structures))
+        return np.ones(len(structures))
+
+    table = tutorial.optimization_table(traj, decoded, ["m1", "m2"], fn)
+    assert seen == [2, 1, 2]  # the instrument never sees the failed decode
+    row = table.iloc[2]
+    assert (row["step"], row["material_id"], row["formula"], row["n_atoms"]) == (1, "m1", "", 0)
+    assert not row["decoded"] and math.isnan(row["predicted_property"])
+    assert table["decoded"].sum() == 5
+    # m1: its only scored decode after the start; m2: equal values, the last decode wins
+    assert tutorial.best_decodes(table)["step"].tolist() == [2, 2]
+
+
 # ---------------------------------------------------------------------------- figures, views
 def test_figures():
     fig = tutorial.noise_schedule_figure(SIGMAS, 1e-4)

@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from experiments.test_notebook_runner import (  # noqa: F401  (smoke: a fixture)
-    TEMPLATE_LINKS,
+    TEMPLATE_URLS,
     smoke,
 )
 from test_app_browser import (  # noqa: F401  (browser: a fixture)
@@ -198,7 +198,7 @@ def test_exported_tutorial_shows_figures_and_views_offline(browser, smoke, tmp_p
             pg.wait_for_load_state("load")
             pg.screenshot(path=str(ARTIFACTS / "notebook_03_export.png"), full_page=True)
             assert check_drawn(pg, "notebook_export") == (FIGURES, VIEWS)
-            others = [u for u in pg.blocked if not TEMPLATE_LINKS.match(u)]
+            others = [u for u in pg.blocked if u not in TEMPLATE_URLS]
             assert not others, f"the export asked for non-local resources: {others}"
         finally:
             pg.context.close()

@@ -90,11 +90,17 @@ def write_model_card(
         from cdvae_core.predictor.gnn import load_predictor
 
         pinfo = getattr(load_predictor(predictor), "info", {})
+        psplit = pinfo.get("split_policy") or {}
+        if not psplit or psplit == split:
+            trained_on = "trained on the same training split"
+        else:
+            trained_on = (f"trained on another split than this model ({psplit.get('description')}"
+                          f"; this model: {split.get('description', 'not recorded')})")
         lines += [
             "## Independent property predictor",
             "",
-            f"`{Path(predictor).name}`: a separate PaiNN-style GNN on a radius graph, trained on "
-            "the same training split. Validation MAE "
+            f"`{Path(predictor).name}`: a separate PaiNN-style GNN on a radius graph, "
+            f"{trained_on}. Validation MAE "
             f"{_fmt(pinfo.get('val_mae'))}, test MAE {_fmt(pinfo.get('test_mae'))} "
             f"({cfg.property_column}; test.csv scored once after training, never used to select).",
             "",

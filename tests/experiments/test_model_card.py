@@ -62,3 +62,22 @@ def test_card_reports_wall_time_and_both_samplers_beside_the_paper(tmp_path):
     assert names.index("Match rate (%)") < names.index(strict)
     assert "paper sampler: generation: 1000 materials" in card
     assert "Short of the paper." in card
+
+
+def test_card_says_when_the_predictor_trained_on_another_split(tmp_path):
+    from cdvae_core.predictor.gnn import PredictorConfig, PropertyPredictor, save_predictor
+
+    ds = CrystalDataset.from_structures([cubic_srtio3(), rocksalt_nacl()], "perov_5")
+    model = CDVAE(ModelConfig.for_dataset("perov_5", encoder=SMALL, decoder=SMALL, latent_dim=8,
+                                          hidden_dim=16), fit_scalers(ds))
+    save_model(model, tmp_path / "model.pt", {"description": "upstream train/val"}, {})
+    predictor = PropertyPredictor(PredictorConfig(hidden=16, num_layers=1))
+    for split, said in (({"description": "upstream train/val"}, "trained on the same training "
+                         "split"),
+                        ({"description": "val.csv minus a hold-out"}, "trained on another split "
+                         "than this model (val.csv minus a hold-out; this model: upstream "
+                         "train/val)")):
+        save_predictor(predictor, tmp_path / "predictor.pt",
+                       {"split_policy": split, "val_mae": 0.1, "test_mae": 0.1})
+        card = write_model_card(tmp_path, predictor=tmp_path / "predictor.pt").read_text()
+        assert said in card

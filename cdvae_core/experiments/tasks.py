@@ -55,7 +55,8 @@ from cdvae_core.relax import (
 from cdvae_core.utils import atomic_write, file_sha256
 
 __all__ = ["RELAX_COLUMNS", "run_settings", "run_reconstruction", "run_generation",
-           "read_generation_settings", "rescore_generation", "run_optimization",
+           "read_generation_settings", "rescore_generation", "rescore_generation_property",
+           "run_optimization",
            "rescore_optimization",
            "write_structures"]
 
@@ -287,6 +288,41 @@ def rescore_generation(
                     if k in old})
     summary["rescored"] = {"versions": _versions(), "seconds": time.time() - t0,
                            "test_file": str(test.source)}
+    save_results(summary, table, out_dir)
+    return summary
+
+
+def rescore_generation_property(out_dir: str | Path, test: CrystalDataset, property_fn,
+                                instrument: str) -> dict[str, Any]:
+    """Score the property of a finished generation run with another instrument, and nothing
+    else: the valid samples, the seeded draws and every other figure are read from the run
+    (its ``per_sample.csv`` and ``summary.json``), so this takes seconds where
+    :func:`rescore_generation` recomputes fingerprints and coverage. The instrument's figures are
+    filed under ``by_instrument`` and become the top-level ``wdist_property`` figures;
+    ``per_sample.csv`` gets its predictions."""
+    from cdvae_core.metrics.evaluate import generation_property_statistics
+
+    out_dir = Path(out_dir)
+    settings = read_generation_settings(out_dir)
+    old = json.loads((out_dir / "summary.json").read_text())
+    table = pd.read_csv(out_dir / "per_sample.csv", index_col="sample")
+    missing = {"valid", "has_fingerprint", "in_stats_sample"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{out_dir / 'per_sample.csv'} lacks {sorted(missing)}: rescore the "
+                         "whole run instead (without --property-only)")
+    samples: list[Structure | None] = [None] * len(table)
+    for name, structure in load_named_structures(out_dir / "structures.extxyz"):
+        samples[int(name)] = structure
+    t0 = time.time()
+    figures, predicted = generation_property_statistics(
+        samples, table, test.structures(), property_fn, int(old.get("n_draws", 10)),
+        int(settings.get("seed", 0)))
+    summary = {k: v for k, v in old.items() if not k.startswith("wdist_property")} | figures
+    summary["by_instrument"] = dict(old.get("by_instrument") or {})
+    _record_instrument(summary, instrument)
+    summary["rescored_property"] = {"versions": _versions(), "seconds": time.time() - t0,
+                                    "instrument": instrument}
+    table["predicted_property"] = predicted
     save_results(summary, table, out_dir)
     return summary
 

@@ -179,6 +179,23 @@ def _property_statistics(structures, pool, chosen, reference_structures, propert
     return out, predicted
 
 
+def generation_property_statistics(
+    structures: Sequence[Structure | None], table: pd.DataFrame,
+    reference_structures: Sequence[Structure], property_fn: PropertyFn, n_draws: int, seed: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The property figures of :func:`evaluate_generation` (``wdist_property``, over the draws,
+    on all valid samples) for a run already scored, from its per-sample ``table`` (columns
+    ``valid``, ``has_fingerprint``, ``in_stats_sample``): the same pool and seeded draws, so a
+    new instrument scores exactly the samples the first one did, without the fingerprints and
+    coverage again. Returns ``(figures, predictions)``."""
+    pool = np.flatnonzero(table["valid"].to_numpy(bool) & table["has_fingerprint"].to_numpy(bool))
+    chosen = np.flatnonzero(table["in_stats_sample"].to_numpy(bool))
+    stats, predicted = _property_statistics(structures, pool, chosen, reference_structures,
+                                            property_fn, n_draws, seed)
+    figures = {k: v for k, v in stats.items() if k.startswith("wdist_property")}
+    return figures, predicted if predicted is not None else np.full(len(structures), np.nan)
+
+
 def evaluate_generation(
     structures: Sequence[Structure | None],
     reference_structures: Sequence[Structure],

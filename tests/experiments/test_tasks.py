@@ -347,6 +347,44 @@ def test_rescore_scores_the_saved_structures_again_and_keeps_the_run(test_set, t
     assert table["covered"].tolist() == [True] * 5 + [False]
 
 
+def test_property_only_rescoring_gives_what_a_whole_rescoring_gives(test_set, tmp_path):
+    # two instruments (volume per atom, density); scoring the property alone with the second
+    # on a run the first scored gives the figures a whole rescoring with the second gives
+    import numpy as np
+    import pandas as pd
+
+    def by_volume(structures):
+        return np.array([s.volume / len(s) for s in structures])
+
+    def by_density(structures):
+        return np.array([float(s.density) for s in structures])
+
+    runs = {}
+    for name in ("whole", "property"):
+        run = runs[name] = tmp_path / name
+        run.mkdir()
+        tasks.write_structures(test_set.structures() + test_set.structures()[:3] + [None], run)
+        (run / "settings.json").write_text(json.dumps(
+            {"task": "generation", "seed": 0, "num_samples": 9}))
+        (run / "summary.json").write_text(json.dumps({"num_samples": 9}))
+        pd.DataFrame({"sample": range(9)}).to_csv(run / "per_sample.csv", index=False)
+        tasks.rescore_generation(run, test_set, by_volume, n_diversity=4, progress=False,
+                                 instrument="volume")
+    whole = tasks.rescore_generation(runs["whole"], test_set, by_density, n_diversity=4,
+                                     progress=False, instrument="density")
+    alone = tasks.rescore_generation_property(runs["property"], test_set, by_density,
+                                              "density")
+    keys = [k for k in whole if k.startswith("wdist_property")]
+    assert len(keys) == 4 and all(alone[k] == pytest.approx(whole[k]) for k in keys)
+    assert alone["property_instrument"] == "density"
+    assert set(alone["by_instrument"]) == {"volume", "density"}
+    assert alone["by_instrument"]["density"] == pytest.approx(whole["by_instrument"]["density"])
+    assert alone["cov_precision"] == whole["cov_precision"]  # the rest is kept as it was
+    a = pd.read_csv(runs["property"] / "per_sample.csv")["predicted_property"]
+    b = pd.read_csv(runs["whole"] / "per_sample.csv")["predicted_property"]
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy())
+
+
 def test_cli_rescore_refuses_a_run_that_is_not_a_generation(tmp_path, capsys):
     (tmp_path / "settings.json").write_text(json.dumps({"task": "reconstruction"}))
     assert main(["rescore", str(tmp_path), "--data-dir", str(tmp_path)]) == 2

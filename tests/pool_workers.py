@@ -16,3 +16,13 @@ def die_on_13(x: int) -> int:
 
 def square(x: int) -> int:
     return x * x
+
+
+def report_and_sleep(path: str) -> int:
+    """Write this worker's pid to ``path`` (a file per worker), then sleep for a long time."""
+    import time
+
+    with open(f"{path}.{os.getpid()}", "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(600)
+    return 0

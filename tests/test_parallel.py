@@ -170,3 +170,49 @@ def test_workers_do_not_run_the_callers_main_script(tmp_path):
                          env={**os.environ, "PYTHONPATH": f"{root}:{root / 'tests'}"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == str([i * i for i in range(40)])
+
+
+_KILLED_CALLER = """
+import sys
+from cdvae_core.parallel import process_map
+from pool_workers import report_and_sleep
+process_map(report_and_sleep, [sys.argv[1]] * 2, 2, progress=False, chunksize=1)
+"""
+
+
+def test_workers_exit_soon_after_their_caller_is_killed(tmp_path):
+    # a caller killed outright (SIGKILL: no cleanup of its own) leaves no worker behind; their
+    # parent is the forkserver, so only the workers themselves can notice
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    marker = tmp_path / "worker"
+    caller = subprocess.Popen([sys.executable, "-c", _KILLED_CALLER, str(marker)], cwd=root,
+                              env={**os.environ, "PYTHONPATH": f"{root}:{root / 'tests'}"})
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("worker.*"))) < 2:
+            assert caller.poll() is None and time.monotonic() < deadline, "workers never started"
+            time.sleep(0.2)
+    finally:
+        caller.kill()
+        caller.wait()
+    pids = [int(p.read_text()) for p in tmp_path.glob("worker.*")]
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # a zombie (exited, not yet reaped by the forkserver) counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their caller by 15 s"

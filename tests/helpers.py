@@ -20,6 +20,16 @@ def data_file(dataset: str, split: str) -> Path:
     return path
 
 
+def parameters_of(build) -> int:
+    """Number of parameters of the module ``build()`` makes, built on the meta device (shapes
+    only: no initialisation work)."""
+    import torch
+
+    with torch.device("meta"):
+        model = build()
+    return sum(p.numel() for p in model.parameters())
+
+
 def tiny_model(structures):
     """An untrained small Perov-5 CDVAE with scalers fitted on ``structures``, and their
     dataset."""

@@ -15,17 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import test_app_browser as web  # the browser tests' helpers
 from test_app import tiny_checkpoint
-from test_app_browser import (  # noqa: F401  (browser is a fixture)
-    ARTIFACTS,
-    browser,
-    click_button,
-    goto_page,
-    offline_page,
-    set_number,
-    streamlit_server,
-    wait_idle,
-)
+from test_app_browser import browser  # noqa: F401  (a fixture)
 
 from helpers import data_file
 
@@ -48,52 +40,52 @@ def cold_env(tmp_path_factory):
 def test_cold_launch_shows_progress_then_the_map(browser, cold_env):  # noqa: F811
     env = {"CDVAE_CHECKPOINT": str(cold_env["ckpt"]), "CDVAE_DATA_DIR": str(cold_env["data"]),
            "CDVAE_CACHE_DIR": str(cold_env["cache"]), "CDVAE_APP_STEPS": "1"}
-    with streamlit_server(env, cold_env["root"] / "streamlit.log") as url:
+    with web.streamlit_server(env, cold_env["root"] / "streamlit.log") as url:
         t0 = time.monotonic()
-        pg = offline_page(browser, url)
+        pg = web.offline_page(browser, url)
         try:
             pg.get_by_role("heading", name="Latent explorer").wait_for(timeout=120_000)
             # while the graphs are built: crystals done out of the total, and a time estimate
             progress = pg.get_by_text(re.compile(rf"of {COLD_ROWS} crystals")).first
             progress.wait_for(timeout=120_000)
-            pg.screenshot(path=str(ARTIFACTS / "10_cold_launch_progress.png"))
+            pg.screenshot(path=str(web.ARTIFACTS / "10_cold_launch_progress.png"))
             # a page that does not need the map works meanwhile
-            goto_page(pg, "Denoising viewer")
-            click_button(pg, "Draw z from the prior (seed 0)")
-            set_number(pg, "Frames kept", 10)
-            click_button(pg, "Run annealed Langevin")
+            web.goto_page(pg, "Denoising viewer")
+            web.click_button(pg, "Draw z from the prior (seed 0)")
+            web.set_number(pg, "Frames kept", 10)
+            web.click_button(pg, "Run annealed Langevin")
             pg.get_by_text("Trajectory from").wait_for(timeout=180_000)
-            goto_page(pg, "Latent explorer")
+            web.goto_page(pg, "Latent explorer")
             pg.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=600_000)
-            wait_idle(pg)
+            web.wait_idle(pg)
             first_map_s = time.monotonic() - t0
             count = ("() => { const p = document.querySelector('.js-plotly-plot');"
                      " return p && p._fullData ? p._fullData[0].x.length : 0; }")
             points = pg.evaluate(count)
             # the first crystals' map (state.PREVIEW_CRYSTALS), or already the whole one
             assert points in (256, COLD_ROWS), points
-            pg.screenshot(path=str(ARTIFACTS / "11_cold_launch_first_map.png"))
+            pg.screenshot(path=str(web.ARTIFACTS / "11_cold_launch_first_map.png"))
             deadline = time.monotonic() + 600
             while points != COLD_ROWS:  # it fills in when the rest are done
                 assert time.monotonic() < deadline, points
                 time.sleep(1.0)
                 points = pg.evaluate(count)
             whole_map_s = time.monotonic() - t0
-            wait_idle(pg)
-            pg.screenshot(path=str(ARTIFACTS / "11_cold_launch_map.png"))
+            web.wait_idle(pg)
+            pg.screenshot(path=str(web.ARTIFACTS / "11_cold_launch_map.png"))
             assert not pg.blocked, pg.blocked
         finally:
             pg.context.close()
     print(f"cold launch to the first map: {first_map_s:.1f} s, to the whole map of {COLD_ROWS} "
           f"crystals: {whole_map_s:.1f} s")
     # the second launch reads the graphs (and latents) from the disk cache
-    with streamlit_server(env, cold_env["root"] / "streamlit2.log") as url:
+    with web.streamlit_server(env, cold_env["root"] / "streamlit2.log") as url:
         t0 = time.monotonic()
-        pg = offline_page(browser, url)
+        pg = web.offline_page(browser, url)
         try:
             pg.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=120_000)
             warm_s = time.monotonic() - t0
-            wait_idle(pg)  # the settled page: a progress line of a first run may linger a moment
+            web.wait_idle(pg)  # the settled page: a progress line of a first run may linger a moment
             assert pg.get_by_text(re.compile(rf"of {COLD_ROWS} crystals")).count() == 0
             # the test set's map, not the prior's (a map job that finished while the page
             # waited once left the prior map on screen)
@@ -107,13 +99,13 @@ def test_cold_launch_shows_progress_then_the_map(browser, cold_env):  # noqa: F8
 
 def _denoise_extxyz(pg, frames: int = 12) -> str:
     """Draw the seed-0 prior z, run the viewer at seed 0, return the trajectory file."""
-    goto_page(pg, "Denoising viewer")
+    web.goto_page(pg, "Denoising viewer")
     pg.get_by_role("button", name="Draw z from the prior (seed 0)").wait_for(timeout=60_000)
-    click_button(pg, "Draw z from the prior (seed 0)")
-    set_number(pg, "Frames kept", frames)
-    click_button(pg, "Run annealed Langevin")
+    web.click_button(pg, "Draw z from the prior (seed 0)")
+    web.set_number(pg, "Frames kept", frames)
+    web.click_button(pg, "Run annealed Langevin")
     pg.get_by_text("Trajectory from").wait_for(timeout=300_000)
-    wait_idle(pg)
+    web.wait_idle(pg)
     with pg.expect_download(timeout=60_000) as download:
         pg.get_by_role("button", name="Trajectory (extended XYZ)").click()
     return Path(download.value.path()).read_text()
@@ -124,34 +116,34 @@ def test_two_sessions_denoising_at_once_get_their_own_results(browser, cold_env)
     trajectory equals the one run alone."""
     env = {"CDVAE_CHECKPOINT": str(cold_env["ckpt"]), "CDVAE_CACHE_DIR": str(cold_env["cache"]),
            "CDVAE_APP_STEPS": "2", "CDVAE_DATA_DIR": str(cold_env["root"] / "no-data-here")}
-    with streamlit_server(env, cold_env["root"] / "streamlit_sessions.log") as url:
-        alone_pg = offline_page(browser, url)
+    with web.streamlit_server(env, cold_env["root"] / "streamlit_sessions.log") as url:
+        alone_pg = web.offline_page(browser, url)
         try:
             alone = _denoise_extxyz(alone_pg)
         finally:
             alone_pg.context.close()
-        a, b = offline_page(browser, url), offline_page(browser, url)
+        a, b = web.offline_page(browser, url), web.offline_page(browser, url)
         try:
             for pg in (a, b):
-                goto_page(pg, "Denoising viewer")
+                web.goto_page(pg, "Denoising viewer")
                 pg.get_by_role("button", name="Draw z from the prior (seed 0)").wait_for(
                     timeout=60_000)
-                click_button(pg, "Draw z from the prior (seed 0)")
-                set_number(pg, "Frames kept", 12)
+                web.click_button(pg, "Draw z from the prior (seed 0)")
+                web.set_number(pg, "Frames kept", 12)
             # press Run in both before either finishes (Playwright's sync API is one thread:
             # start both clicks, then wait for both)
             for pg in (a, b):
                 pg.get_by_role("button", name="Run annealed Langevin").first.click()
             for pg in (a, b):
                 pg.get_by_text("Trajectory from").wait_for(timeout=300_000)
-                wait_idle(pg)
+                web.wait_idle(pg)
             texts = []
             for pg in (a, b):
                 with pg.expect_download(timeout=60_000) as download:
                     pg.get_by_role("button", name="Trajectory (extended XYZ)").click()
                 texts.append(Path(download.value.path()).read_text())
-            a.screenshot(path=str(ARTIFACTS / "12_session_a.png"))
-            b.screenshot(path=str(ARTIFACTS / "12_session_b.png"))
+            a.screenshot(path=str(web.ARTIFACTS / "12_session_a.png"))
+            b.screenshot(path=str(web.ARTIFACTS / "12_session_b.png"))
             assert not a.blocked and not b.blocked
         finally:
             a.context.close()

@@ -97,9 +97,7 @@ def _exit_with_caller(caller_pid: int) -> None:
             time.sleep(PARENT_POLL_S)
             try:
                 os.kill(caller_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:  # the pid was reused by another user's process
+            except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user
                 os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-caller", daemon=True).start()

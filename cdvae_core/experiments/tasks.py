@@ -236,6 +236,19 @@ def read_generation_settings(out_dir: str | Path) -> dict[str, Any]:
     return settings
 
 
+def _saved_samples(out_dir: Path, n: int) -> list[Structure | None]:
+    """The ``n`` samples a generation run saved, by their names (sample numbers); None for a
+    failed decode, which was not saved."""
+    samples: list[Structure | None] = [None] * n
+    for name, structure in load_named_structures(out_dir / "structures.extxyz"):
+        index = int(name)
+        if not 0 <= index < n:
+            raise ValueError(f"{out_dir / 'structures.extxyz'}: sample {name!r} outside the "
+                             f"run's {n} samples")
+        samples[index] = structure
+    return samples
+
+
 def rescore_generation(
     out_dir: str | Path,
     test: CrystalDataset,
@@ -260,13 +273,7 @@ def rescore_generation(
     settings = read_generation_settings(out_dir)
     old = json.loads((out_dir / "summary.json").read_text())
     n = int(old.get("num_samples") or settings["num_samples"])
-    samples: list[Structure | None] = [None] * n
-    for name, structure in load_named_structures(out_dir / "structures.extxyz"):
-        index = int(name)
-        if not 0 <= index < n:
-            raise ValueError(f"{out_dir / 'structures.extxyz'}: sample {name!r} outside the "
-                             f"run's {n} samples")
-        samples[index] = structure
+    samples = _saved_samples(out_dir, n)
     t0 = time.time()
     summary, table = evaluate_generation(
         samples, test.structures(), test.info, n_diversity=n_diversity,
@@ -310,9 +317,7 @@ def rescore_generation_property(out_dir: str | Path, test: CrystalDataset, prope
     if missing:
         raise ValueError(f"{out_dir / 'per_sample.csv'} lacks {sorted(missing)}: rescore the "
                          "whole run instead (without --property-only)")
-    samples: list[Structure | None] = [None] * len(table)
-    for name, structure in load_named_structures(out_dir / "structures.extxyz"):
-        samples[int(name)] = structure
+    samples = _saved_samples(out_dir, len(table))
     t0 = time.time()
     figures, predicted = generation_property_statistics(
         samples, table, test.structures(), property_fn, int(old.get("n_draws", 10)),

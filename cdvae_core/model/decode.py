@@ -334,10 +334,10 @@ def reconstruct(
     idx = list(range(len(dataset)) if indices is None else indices)
     out: list[Structure] = []
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="reconstruct"):
-        b = dataset.collate(idx[start : start + batch_size]).to(device)
+        chunk = idx[start : start + batch_size]
+        b = dataset.collate(chunk).to(device)
         with torch.no_grad():
             mu, _, _ = model.encode(b)
-        chunk = idx[start : start + batch_size]
         out.extend(decode_dropping_failures(
             model, mu, cfg, gen, [f"crystal {dataset.material_ids[i]}" for i in chunk],
             num_atoms=b.num_atoms if (force_num_atoms or force_atom_types) else None,

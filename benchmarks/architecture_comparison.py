@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from cdvae_core.training.train import read_metrics
-from cdvae_core.utils import atomic_write
+from cdvae_core.utils import atomic_write, write_json_result
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["val_loss", "val_coord_loss", "val_type_loss", "val_lattice_loss", "val_type_acc"]
@@ -82,10 +82,7 @@ def main() -> None:
             float(best_fast_reaching.iloc[0]["cpu_hours_eager"])
             if len(best_fast_reaching) else None),
     }
-    print(json.dumps(summary, indent=2))
-    with atomic_write(out / "architecture_comparison.json") as fh:
-        json.dump(summary, fh, indent=2)
-        fh.write("\n")
+    write_json_result(out / "architecture_comparison.json", summary)
 
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots

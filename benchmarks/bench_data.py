@@ -8,8 +8,6 @@ benchmarks/results/data.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import tempfile
 import time
@@ -20,7 +18,7 @@ import torch
 
 from cdvae_core.data.dataset import CrystalDataset
 from cdvae_core.geometry import radius_graph_pbc
-from cdvae_core.utils import atomic_write, available_workers
+from cdvae_core.utils import available_workers, machine_record, write_json_result
 
 REFERENCE = {"perov_5_s_per_structure_one_core": 0.054, "carbon_24_s_per_structure_one_core": 0.19}
 
@@ -70,13 +68,9 @@ def main() -> None:
         res["radius_graph_256_perov_5_s"] = statistics.median(graph)
         res["radius_graph_256_perov_5_edges"] = int(ei.shape[1])
     res["rows_for_cold_timing"] = args.rows
-    res["machine"] = {"platform": platform.platform(), "cores": available_workers(),
-                      "torch": str(torch.__version__)}
+    res["machine"] = machine_record(cores_for_workers=available_workers())
     res["note"] = "medians; cold timings on the first --rows rows of val.csv"
-    print(json.dumps(res, indent=2))
-    with atomic_write(args.out) as fh:
-        json.dump(res, fh, indent=2)
-        fh.write("\n")
+    write_json_result(args.out, res)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -177,17 +175,11 @@ def main() -> None:
             else:
                 results[key] = json.loads(out.stdout.strip().splitlines()[-1])
             print(key, results[key], file=sys.stderr, flush=True)
-    from cdvae_core.utils import cpu_info
+    from cdvae_core.utils import machine_record, write_json_result
 
     # every figure of this file was taken on this CPU (compare speeds only within one file)
-    results["machine"] = {"platform": platform.platform(), "torch": str(torch.__version__),
-                          **cpu_info(), "load_average_1min": round(os.getloadavg()[0], 2)}
-    print(json.dumps(results, indent=2))
-    from cdvae_core.utils import atomic_write
-
-    with atomic_write(args.out) as fh:
-        json.dump(results, fh, indent=2)
-        fh.write("\n")
+    results["machine"] = machine_record()
+    write_json_result(args.out, results)
 
 
 if __name__ == "__main__":

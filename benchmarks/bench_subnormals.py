@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -77,20 +76,15 @@ def main() -> None:
             row["speedup"] = round(row["before_s"] / row["flushed_s"], 2)
         table[key] = row
     sys.path.insert(0, str(ROOT))
-    from cdvae_core.utils import atomic_write, cpu_info
+    from cdvae_core.utils import machine_record, write_json_result
 
     result = {"arch": args.arch, "threads": args.threads, "rounds": args.rounds,
               "repeats_per_run": args.repeats, "before_tree_commit": subprocess.run(
                   ["git", "-C", str(args.before_tree), "rev-parse", "HEAD"], capture_output=True,
                   text=True).stdout.strip(),
               "median_seconds_per_step": table, "runs": runs,
-              "machine": {"platform": platform.platform(), **cpu_info(),
-                          "load_average_1min": round(os.getloadavg()[0], 2),
-                          "note": args.note}}
-    print(json.dumps(table, indent=2))
-    with atomic_write(args.out) as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
+              "machine": machine_record(note=args.note)}
+    write_json_result(args.out, result, show=table)
 
 
 if __name__ == "__main__":

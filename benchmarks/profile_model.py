@@ -11,9 +11,6 @@ tables.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -87,7 +84,7 @@ def main() -> None:
     from cdvae_core.model.cdvae import CDVAE
     from cdvae_core.model.config import ModelConfig
     from cdvae_core.nn.accel import compile_model
-    from cdvae_core.utils import cpu_info
+    from cdvae_core.utils import machine_record, write_json_result
 
     ds = load_split(args.data_dir, args.dataset, "val", progress=False)
     torch.manual_seed(0)
@@ -116,8 +113,7 @@ def main() -> None:
               "batch": args.batch, "threads": args.threads,
               "subnormals_flushed": not args.no_flush,
               "code": str(Path(cdvae_core.__file__).resolve().parents[1]),
-              "machine": {"platform": platform.platform(), "torch": str(torch.__version__),
-                          **cpu_info(), "load_average_1min": round(os.getloadavg()[0], 2)}}
+              "machine": machine_record()}
     for name, fn in (("train_step", train_step), ("decoder_call", decoder_call)):
         model.train(name == "train_step")
         fn()  # warm-up (and the one-off compile)
@@ -143,11 +139,7 @@ def main() -> None:
             print(f"  module {r['share_of_step']:6.1%}  {r['module']}")
     out = args.out or (f"benchmarks/results/profile_{args.arch}{'_compile' if args.compile else ''}"
                        f"_{args.dataset}_b{args.batch}.json")
-    from cdvae_core.utils import atomic_write
-
-    with atomic_write(out) as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
+    write_json_result(out, result, show=None)  # the tables above are the readable copy
     print("wrote", out)
 
 

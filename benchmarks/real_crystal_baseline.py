@@ -17,8 +17,6 @@ test.csv is only scored against, as in the evaluation; nothing is trained or tun
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import numpy as np
 from cdvae_core.data.splits import load_split
 from cdvae_core.metrics.coverage import coverage_metrics
 from cdvae_core.metrics.fingerprints import cached_fingerprints
-from cdvae_core.utils import atomic_write
+from cdvae_core.utils import machine_record, write_json_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,12 +61,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"
                                              / "real_crystal_baseline.json"))
     args = parser.parse_args()
-    results = {"machine": platform.platform(),
+    results = {"machine": machine_record(),
                "results": [baseline(d, args.data_dir, args.workers, args.seed)
                            for d in args.datasets]}
-    with atomic_write(args.out) as fh:
-        json.dump(results, fh, indent=2)
-    print(json.dumps(results, indent=2))
+    write_json_result(args.out, results)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import platform
 import tempfile
@@ -24,6 +25,8 @@ __all__ = [
     "default_cache_dir",
     "cpu_model",
     "cpu_info",
+    "machine_record",
+    "write_json_result",
 ]
 
 
@@ -162,3 +165,30 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_record(**extra: Any) -> dict:
+    """Where a benchmark ran, as every result file records it: the platform, Python, torch (read
+    from its installed metadata, so torch is not imported here), the processor
+    (:func:`cpu_info`) and the 1-minute load average (above 0 means the cores were shared, which
+    slows every timing); ``extra`` adds fields such as a note."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch_version, **cpu_info(),
+            "load_average_1min": None if load is None else round(load, 2), **extra}
+
+
+def write_json_result(path: str | os.PathLike, result: Any, show: Any = "result") -> None:
+    """Print ``show`` as JSON (by default ``result`` itself; None prints nothing) and write
+    ``result`` to ``path`` atomically (an interrupted benchmark leaves the previous file whole)."""
+    if show is not None:
+        print(json.dumps(result if show == "result" else show, indent=2), flush=True)
+    with atomic_write(path) as fh:
+        json.dump(result, fh, indent=2)
+        fh.write("\n")

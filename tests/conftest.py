@@ -78,6 +78,19 @@ def carbons(diamond) -> list[Structure]:
     return [diamond, strained]
 
 
+@pytest.fixture(params=[("float32", "perovskites"), ("float64", "perovskites"),
+                        ("float32", "carbons"), ("float64", "carbons")],
+                ids=lambda p: f"{p[1]}-{p[0]}")
+def family_batch(request):
+    """Two perovskites or two carbons as one jittered batch, in float32 and in float64 (the
+    symmetry checks every network must pass in both precisions)."""
+    import torch
+
+    dtype, family = request.param
+    dataset = "perov_5" if family == "perovskites" else "carbon_24"
+    return jittered_batch(request.getfixturevalue(family), dataset, getattr(torch, dtype))
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models gain nothing from threads, and on a busy machine threaded kernels wait for

@@ -138,3 +138,23 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_benchmark_results_name_the_machine_and_keep_the_old_file_on_failure(tmp_path, capsys):
+    import json
+    import platform
+
+    from cdvae_core.utils import machine_record, write_json_result
+
+    record = machine_record(note="quiet cores")
+    # the guide asks every benchmark result to name its CPU and whether the cores were shared
+    assert record["cpu"] and record["logical_cores"] >= 1 and record["note"] == "quiet cores"
+    assert record["python"] == platform.python_version()
+    assert record["load_average_1min"] is None or record["load_average_1min"] >= 0
+    target = tmp_path / "result.json"
+    write_json_result(target, {"seconds": 1.5, "machine": record}, show={"seconds": 1.5})
+    assert json.loads(target.read_text())["machine"] == record
+    assert json.loads(capsys.readouterr().out) == {"seconds": 1.5}
+    with pytest.raises(TypeError):  # not JSON: the earlier result stays whole
+        write_json_result(target, {"bad": object()}, show=None)
+    assert json.loads(target.read_text())["seconds"] == 1.5

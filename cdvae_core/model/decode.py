@@ -275,12 +275,8 @@ def decode_dropping_failures(model: CDVAE, z: Tensor, cfg, generator, names: Seq
 
 
 def generate(
-    model: CDVAE,
-    num_samples: int,
-    cfg: DecodeConfig | LangevinConfig = DecodeConfig(),
-    seed: int = 0,
-    batch_size: int = 256,
-    progress: bool = True,
+    model: CDVAE, num_samples: int, cfg: DecodeConfig | LangevinConfig = DecodeConfig(),
+    seed: int = 0, batch_size: int = 256, progress: bool = True,
 ) -> list[Structure | None]:
     """``num_samples`` crystals with z drawn from the prior N(0, I); None for a failed decode
     (:func:`decode_dropping_failures`)."""

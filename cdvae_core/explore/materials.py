@@ -3,6 +3,7 @@ table of a dataset, the nearest reference material by composition. Cheap (no Cry
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections import Counter
@@ -11,20 +12,33 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Composition, Element, Lattice
+from pymatgen.core import Composition, Element
 
 from cdvae_core.nn.base import MAX_ATOMIC_NUM
 
 if TYPE_CHECKING:
     from cdvae_core.data.dataset import CrystalDataset
 
-__all__ = ["composition_vectors", "dataset_table", "nearest_reference", "reduced_formula",
-           "structure_family", "chemical_family"]
+__all__ = ["cell_volumes", "composition_vectors", "dataset_table", "nearest_reference",
+           "reduced_formula", "structure_family", "chemical_family"]
 
 
 def reduced_formula(atomic_numbers: Sequence[int]) -> str:
     """Reduced formula of a list of atomic numbers, e.g. ``[38, 22, 8, 8, 8] -> "SrTiO3"``."""
-    return Composition(Counter(Element.from_Z(int(z)).symbol for z in atomic_numbers)).reduced_formula
+    return Composition(Counter(_element(int(z))[0] for z in atomic_numbers)).reduced_formula
+
+
+@functools.cache
+def _element(z: int) -> tuple[str, float, bool]:
+    """(symbol, Pauling electronegativity or -1 where it has none, is a metal) of element ``z``:
+    looked up once per element (``Element.from_Z`` is slow enough to dominate a table of
+    thousands of crystals, which the app builds on every launch)."""
+    el = Element.from_Z(z)
+    # Noble gases have no Pauling electronegativity (pymatgen returns NaN and warns).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chi = el.X
+    return el.symbol, chi if math.isfinite(chi) else -1.0, bool(el.is_metal)
 
 
 def structure_family(atomic_numbers: Sequence[int]) -> str:
@@ -35,13 +49,9 @@ def structure_family(atomic_numbers: Sequence[int]) -> str:
     if not zs:
         return "?"
     if len(zs) == 1:
-        return Element.from_Z(zs[0]).symbol
-    # Noble gases have no Pauling electronegativity (pymatgen returns NaN and warns).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        chi = [Element.from_Z(z).X for z in zs]
-    chi = [c if math.isfinite(c) else -1.0 for c in chi]
-    return Element.from_Z(zs[int(np.argmax(chi))]).symbol
+        return _element(zs[0])[0]
+    chi = [_element(z)[1] for z in zs]
+    return _element(zs[int(np.argmax(chi))])[0]
 
 
 #: chemical family named by the anion (the most electronegative element) of a compound
@@ -64,7 +74,7 @@ def chemical_family(atomic_numbers: Sequence[int]) -> str:
         return "?"
     if len(zs) == 1:
         return "element"
-    if all(Element.from_Z(z).is_metal for z in zs):
+    if all(_element(z)[2] for z in zs):
         return "intermetallic"
     anion = structure_family(zs)
     return _ANION_FAMILIES.get(anion, f"{anion} compound")
@@ -79,18 +89,26 @@ def composition_vectors(atom_types: Sequence[Sequence[int]]) -> np.ndarray:
     return out
 
 
+def cell_volumes(lengths: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
+    """Cell volumes (Å^3) of ``[M, 3]`` lengths (Å) and angles (degrees), all at once: the
+    closed form V = abc sqrt(1 - cos²α - cos²β - cos²γ + 2 cosα cosβ cosγ) that pymatgen's
+    ``Lattice.volume`` equals, vectorised here because building one ``Lattice`` per crystal
+    costs more than the rest of a dataset's table."""
+    c = np.cos(np.radians(angles_deg))
+    g = 1.0 - (c**2).sum(axis=1) + 2.0 * c.prod(axis=1)
+    return np.prod(lengths, axis=1) * np.sqrt(np.clip(g, 0.0, None))
+
+
 def dataset_table(dataset: CrystalDataset) -> pd.DataFrame:
     """One row per crystal: ``material_id``, ``formula``, ``family`` (anion),
     ``chemical_family`` (:func:`chemical_family`), ``n_atoms``,
     ``n_elements``, ``volume_per_atom`` (Å^3) and ``prop``, from the dataset's tensors (cheap:
     no pymatgen Structure is built)."""
     rows = []
+    volumes = cell_volumes(dataset.lengths.double().numpy(), dataset.angles_deg.double().numpy())
     for i in range(len(dataset)):
         s, n = int(dataset.atom_start[i]), int(dataset.num_atoms[i])
         zs = dataset.atom_types[s : s + n].tolist()
-        lattice = Lattice.from_parameters(
-            *dataset.lengths[i].tolist(), *dataset.angles_deg[i].tolist()
-        )
         rows.append(
             {
                 "material_id": dataset.material_ids[i],
@@ -99,7 +117,7 @@ def dataset_table(dataset: CrystalDataset) -> pd.DataFrame:
                 "chemical_family": chemical_family(zs),
                 "n_atoms": n,
                 "n_elements": len(set(zs)),
-                "volume_per_atom": lattice.volume / n,
+                "volume_per_atom": float(volumes[i]) / n,
                 "prop": float(dataset.prop[i]),
             }
         )

@@ -49,3 +49,17 @@ def test_chemical_family_from_the_anion_or_intermetallic():
     assert explore.chemical_family([31, 33]) == "pnictide"  # GaAs
     assert explore.chemical_family([13, 29, 29]) == "intermetallic"  # AlCu2
     assert explore.chemical_family([6] * 8) == "element"
+
+
+def test_cell_volumes_equal_pymatgen_for_triclinic_cells():
+    from pymatgen.core import Lattice
+
+    from cdvae_core.explore.materials import cell_volumes
+
+    rng = np.random.default_rng(0)
+    lengths = rng.uniform(2.0, 12.0, size=(50, 3))
+    angles = rng.uniform(60.0, 120.0, size=(50, 3))
+    ok = [Lattice.from_parameters(*a, *b).volume for a, b in zip(lengths, angles, strict=True)]
+    assert np.allclose(cell_volumes(lengths, angles), ok, rtol=1e-10)
+    assert cell_volumes(np.array([[3.0, 4.0, 5.0]]), np.array([[90.0, 90.0, 90.0]]))[0] == (
+        pytest.approx(60.0))

@@ -202,3 +202,43 @@ def test_exported_tutorial_shows_figures_and_views_offline(browser, smoke, tmp_p
             assert not others, f"the export asked for non-local resources: {others}"
         finally:
             pg.context.close()
+
+
+def test_notebook_views_draw_their_labels(browser, tmp_path):  # noqa: F811
+    """A library 3D view shows its label (the formula) in its top-left corner: the same crystal
+    drawn with a label and with an empty one differ there by dark text pixels."""
+    from cdvae_core.explore import scene as scn
+
+    from conftest import cubic_srtio3
+
+    view = scn.show_structures([cubic_srtio3(), cubic_srtio3()], labels=["SrTiO3 label", ""],
+                               columns=2)
+    (tmp_path / "views.html").write_text(f"<html><body>{view.html(with_library=True)}</body>"
+                                         "</html>")
+    with file_server(tmp_path) as url:
+        pg = offline_page(browser, f"{url}/views.html")
+        try:
+            canvases = pg.locator("div.cdvae-view canvas")
+            canvases.nth(1).wait_for(timeout=60_000)
+            time.sleep(0.5)  # a frame for WebGL to present
+            corners = []
+            for i in range(2):
+                png = canvases.nth(i).screenshot(path=str(ARTIFACTS / f"label_view_{i}.png"))
+                corners.append(_corner_dark_fraction(png))
+            assert corners[0] > corners[1] + 0.02, (
+                f"the labelled view's corner has {corners[0]:.1%} dark pixels, the unlabelled "
+                f"one {corners[1]:.1%}: the label was not drawn")
+            assert not pg.blocked, f"the page asked for non-local resources: {pg.blocked}"
+        finally:
+            pg.context.close()
+
+
+def _corner_dark_fraction(png: bytes) -> float:
+    """Fraction of near-black pixels in the top-left 120 x 24 pixels of a screenshot."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("L")).astype(int)
+    return float((img[:24, :120] < 80).mean())

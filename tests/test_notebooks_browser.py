@@ -265,3 +265,26 @@ def _corner_dark_fraction(png: bytes) -> float:
 
     img = np.asarray(Image.open(io.BytesIO(png)).convert("L")).astype(int)
     return float((img[:24, :120] < 80).mean())
+
+
+def test_notebook_view_grids_wrap_in_a_narrow_output_area(browser, tmp_path):  # noqa: F811
+    """A grid of four 260-pixel views on a page 700 pixels wide wraps to fewer columns: every
+    view and its legend stay fully on the page (a notebook beside its file browser)."""
+    from cdvae_core.explore import scene as scn
+
+    from conftest import cubic_srtio3
+
+    view = scn.show_structures([cubic_srtio3()] * 4, columns=4)
+    (tmp_path / "grid.html").write_text(f"<html><body>{view.html(with_library=True)}</body>"
+                                        "</html>")
+    with file_server(tmp_path) as url:
+        pg = offline_page(browser, f"{url}/grid.html")
+        try:
+            pg.set_viewport_size({"width": 700, "height": 1100})
+            cells = pg.locator("div.cdvae-cell")
+            cells.nth(3).locator("canvas").wait_for(timeout=60_000)
+            boxes = [cells.nth(i).bounding_box() for i in range(4)]
+            assert all(b["x"] >= 0 and b["x"] + b["width"] <= 700 for b in boxes), boxes
+            assert len({b["y"] for b in boxes}) > 1  # more than one row
+        finally:
+            pg.context.close()

@@ -411,8 +411,10 @@ def scene_html(scenes: list[dict], columns: int = 4, width: int = 260, height: i
         for i in range(len(scenes)))
     data = json.dumps(scenes).replace("</", "<\\/")
     return (
-        f'<div id="{div_id}" style="display:grid;grid-template-columns:repeat({cols},'
-        f'{width}px);gap:6px">{cells}</div>'
+        # at most ``cols`` per row, fewer where the output area is narrower (a notebook beside
+        # its file browser): cells wrap to the next row instead of being cut off
+        f'<div id="{div_id}" style="display:grid;grid-template-columns:repeat(auto-fill,'
+        f'{width}px);gap:6px;max-width:{cols * width + (cols - 1) * 6}px">{cells}</div>'
         f"{library}<script>{renderer_js()}</script>"
         f"<script>(function(){{const scenes={data};scenes.forEach(function(s,i){{"
         f"CdvaeScene.standalone(document.getElementById('{div_id}-'+i),s,"

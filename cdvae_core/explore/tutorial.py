@@ -299,18 +299,21 @@ def best_decodes(table: pd.DataFrame, direction: str = "minimize") -> pd.DataFra
 # ---------------------------------------------------------------------------- figures
 def noise_schedule_figure(sigmas: Tensor, step_lr: float) -> go.Figure:
     """Noise level ``sigma_j`` (Å) and Langevin step ``alpha_j = step_lr (sigma_j/sigma_L)^2``
-    (Å^2) against the level ``j``, both on log axes."""
+    (Å^2) against the level ``j``, side by side on log axes with one tick per decade (on one
+    shared plot the two straight lines cross and their tick labels collide)."""
     s = sigmas.detach().cpu().double()
     alpha = step_lr * (s / s[-1]) ** 2
     levels = list(range(1, len(s) + 1))
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=levels, y=s.tolist(), name="sigma_j (Å)", mode="lines+markers"))
-    fig.add_trace(go.Scatter(x=levels, y=alpha.tolist(), name="alpha_j (Å²)", mode="lines",
-                             line={"dash": "dash"}), secondary_y=True)
-    fig.update_yaxes(type="log", title_text="noise level sigma_j (Å)", secondary_y=False)
-    fig.update_yaxes(type="log", title_text="step size alpha_j (Å²)", secondary_y=True)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=["noise level sigma_j (Å)", "Langevin step size alpha_j (Å²)"])
+    fig.add_trace(go.Scatter(x=levels, y=s.tolist(), name="sigma_j (Å)", mode="lines+markers",
+                             marker={"size": 4}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=levels, y=alpha.tolist(), name="alpha_j (Å²)",
+                             mode="lines+markers", marker={"size": 4}), row=1, col=2)
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power")
     fig.update_xaxes(title_text="level j (1 = noisiest)")
-    fig.update_layout(title="Geometric noise schedule and Langevin step sizes", height=380)
+    fig.update_layout(title="Geometric noise schedule and Langevin step sizes", height=380,
+                      showlegend=False)
     return fig
 
 
@@ -341,8 +344,11 @@ def trajectory_figure(table: pd.DataFrame, columns: dict[str, str], title: str) 
     fig.add_trace(go.Scatter(x=table["step"], y=table["sigma"], name="noise level sigma (Å)",
                              line={"dash": "dash", "color": "grey"}))
     for column, label in columns.items():
-        fig.add_trace(go.Scatter(x=table["step"], y=table[column], name=label,
-                                 mode="lines+markers", marker={"size": 4}))
+        # a log axis has no zero (e.g. the distance to the final positions at the last step):
+        # such points are left out rather than drawn as a plunge to the axis floor
+        y = table[column].where(table[column] > 0)
+        fig.add_trace(go.Scatter(x=table["step"], y=y, name=label, mode="lines+markers",
+                                 marker={"size": 4}))
     fig.update_yaxes(type="log")
     fig.update_layout(title=title, xaxis_title="Langevin step", height=400,
                       legend={"orientation": "h", "y": -0.25})

@@ -176,8 +176,14 @@ def test_figures():
     fig = tutorial.noise_schedule_figure(SIGMAS, 1e-4)
     assert fig.data[1].y[0] == pytest.approx(100.0) and fig.data[1].y[-1] == pytest.approx(1e-4)
     assert len(tutorial.score_profile_figure(4.0, [0.1, 1.0]).data) == 6
-    table = pd.DataFrame({"step": [1, 2], "sigma": [1.0, 0.1], "d": [2.0, 0.2]})
-    assert len(tutorial.trajectory_figure(table, {"d": "distance"}, "t").data) == 2
+    # sigma and alpha on their own log panels (one shared plot made their lines cross)
+    assert fig.data[0].xaxis != fig.data[1].xaxis and fig.data[0].yaxis != fig.data[1].yaxis
+    assert fig.layout.yaxis.type == fig.layout.yaxis2.type == "log"
+    table = pd.DataFrame({"step": [1, 2, 3], "sigma": [1.0, 0.1, 0.01], "d": [2.0, 0.2, 0.0]})
+    traj = tutorial.trajectory_figure(table, {"d": "distance"}, "t")
+    assert len(traj.data) == 2 and traj.layout.yaxis.type == "log"
+    # a log axis has no zero: the last distance is left out, not drawn at the axis floor
+    assert list(traj.data[1].y[:2]) == [2.0, 0.2] and np.isnan(traj.data[1].y[2])
     errors = pd.DataFrame({"sigma": [1.0, 0.1], "model_error": [1.0, 0.3],
                            "exact_error": [0.5, 0.0]})
     assert len(tutorial.score_error_figure(errors).data) == 2
@@ -190,6 +196,6 @@ def test_structures_view_draws_every_cell():
     assert view.atoms > 5 + 8 + 4  # atoms on cell faces are repeated
     assert "https://" not in js and "<script src=" not in js  # nothing from a CDN
     assert "CdvaeScene.standalone" in js and js.count('class="cdvae-cell"') == 3
-    assert "repeat(2," in js  # two columns
+    assert "max-width:486px" in js  # at most two columns of 240 px (and the 6 px gap)
     with pytest.raises(ValueError):
         tutorial.structures_view([])

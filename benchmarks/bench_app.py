@@ -130,8 +130,11 @@ def time_first_map(browser, checkpoint: Path, data_dir: Path, cache: Path, log: 
             first = time.perf_counter() - t0
             first_points = pg.evaluate(count)
             # the whole test set: the sidebar says how many crystals were encoded
-            pg.get_by_text(re.compile(r"Test set: \d+ crystals encoded")).wait_for(
-                timeout=1_800_000)
+            done = pg.get_by_text(re.compile(r"Test set: \d+ crystals encoded"))
+            done.wait_for(timeout=1_800_000)
+            total = int(re.search(r"(\d+) crystals encoded", done.inner_text()).group(1))
+            # the sidebar says so before the map is redrawn: wait for the map's own points
+            pg.wait_for_function(f"() => ({count})() >= {total}", timeout=600_000)
             whole = time.perf_counter() - t0
             points = pg.evaluate(count)
         finally:

@@ -227,6 +227,20 @@ def test_exported_tutorial_shows_figures_and_views_offline(browser, smoke, tmp_p
             pg.context.close()
 
 
+@contextlib.contextmanager
+def _view_page(browser, view, folder: Path):  # noqa: F811
+    """A library view saved as a standalone page in ``folder``, opened offline; on exit, no
+    request left the machine and the page is closed."""
+    (folder / "views.html").write_text(f"<html><body>{view.html(with_library=True)}</body></html>")
+    with file_server(folder) as url:
+        pg = offline_page(browser, f"{url}/views.html")
+        try:
+            yield pg
+            assert not pg.blocked, f"the page asked for non-local resources: {pg.blocked}"
+        finally:
+            pg.context.close()
+
+
 def test_notebook_views_draw_their_labels(browser, tmp_path):  # noqa: F811
     """A library 3D view shows its label (the formula) in its top-left corner: the same crystal
     drawn with a label and with an empty one differ there by dark text pixels."""
@@ -236,24 +250,17 @@ def test_notebook_views_draw_their_labels(browser, tmp_path):  # noqa: F811
 
     view = scn.show_structures([cubic_srtio3(), cubic_srtio3()], labels=["SrTiO3 label", ""],
                                columns=2)
-    (tmp_path / "views.html").write_text(f"<html><body>{view.html(with_library=True)}</body>"
-                                         "</html>")
-    with file_server(tmp_path) as url:
-        pg = offline_page(browser, f"{url}/views.html")
-        try:
-            canvases = pg.locator("div.cdvae-view canvas")
-            canvases.nth(1).wait_for(timeout=60_000)
-            time.sleep(0.5)  # a frame for WebGL to present
-            corners = []
-            for i in range(2):
-                png = canvases.nth(i).screenshot(path=str(ARTIFACTS / f"label_view_{i}.png"))
-                corners.append(_corner_dark_fraction(png))
-            assert corners[0] > corners[1] + 0.02, (
-                f"the labelled view's corner has {corners[0]:.1%} dark pixels, the unlabelled "
-                f"one {corners[1]:.1%}: the label was not drawn")
-            assert not pg.blocked, f"the page asked for non-local resources: {pg.blocked}"
-        finally:
-            pg.context.close()
+    with _view_page(browser, view, tmp_path) as pg:
+        canvases = pg.locator("div.cdvae-view canvas")
+        canvases.nth(1).wait_for(timeout=60_000)
+        time.sleep(0.5)  # a frame for WebGL to present
+        corners = []
+        for i in range(2):
+            png = canvases.nth(i).screenshot(path=str(ARTIFACTS / f"label_view_{i}.png"))
+            corners.append(_corner_dark_fraction(png))
+        assert corners[0] > corners[1] + 0.02, (
+            f"the labelled view's corner has {corners[0]:.1%} dark pixels, the unlabelled "
+            f"one {corners[1]:.1%}: the label was not drawn")
 
 
 def _corner_dark_fraction(png: bytes) -> float:
@@ -275,16 +282,10 @@ def test_notebook_view_grids_wrap_in_a_narrow_output_area(browser, tmp_path):  #
     from conftest import cubic_srtio3
 
     view = scn.show_structures([cubic_srtio3()] * 4, columns=4)
-    (tmp_path / "grid.html").write_text(f"<html><body>{view.html(with_library=True)}</body>"
-                                        "</html>")
-    with file_server(tmp_path) as url:
-        pg = offline_page(browser, f"{url}/grid.html")
-        try:
-            pg.set_viewport_size({"width": 700, "height": 1100})
-            cells = pg.locator("div.cdvae-cell")
-            cells.nth(3).locator("canvas").wait_for(timeout=60_000)
-            boxes = [cells.nth(i).bounding_box() for i in range(4)]
-            assert all(b["x"] >= 0 and b["x"] + b["width"] <= 700 for b in boxes), boxes
-            assert len({b["y"] for b in boxes}) > 1  # more than one row
-        finally:
-            pg.context.close()
+    with _view_page(browser, view, tmp_path) as pg:
+        pg.set_viewport_size({"width": 700, "height": 1100})
+        cells = pg.locator("div.cdvae-cell")
+        cells.nth(3).locator("canvas").wait_for(timeout=60_000)
+        boxes = [cells.nth(i).bounding_box() for i in range(4)]
+        assert all(b["x"] >= 0 and b["x"] + b["width"] <= 700 for b in boxes), boxes
+        assert len({b["y"] for b in boxes}) > 1  # more than one row

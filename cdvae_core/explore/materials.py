@@ -8,7 +8,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,20 +25,26 @@ __all__ = ["cell_volumes", "composition_vectors", "dataset_table", "nearest_refe
 
 def reduced_formula(atomic_numbers: Sequence[int]) -> str:
     """Reduced formula of a list of atomic numbers, e.g. ``[38, 22, 8, 8, 8] -> "SrTiO3"``."""
-    return Composition(Counter(_element(int(z))[0] for z in atomic_numbers)).reduced_formula
+    return Composition(Counter(_element(int(z)).symbol for z in atomic_numbers)).reduced_formula
+
+
+class _ElementFacts(NamedTuple):
+    symbol: str
+    electronegativity: float  # Pauling; -1 where it has none (noble gases)
+    is_metal: bool
 
 
 @functools.cache
-def _element(z: int) -> tuple[str, float, bool]:
-    """(symbol, Pauling electronegativity or -1 where it has none, is a metal) of element ``z``:
-    looked up once per element (``Element.from_Z`` is slow enough to dominate a table of
-    thousands of crystals, which the app builds on every launch)."""
+def _element(z: int) -> _ElementFacts:
+    """The facts the tables need about element ``z``, looked up once per element
+    (``Element.from_Z`` is slow enough to dominate a table of thousands of crystals, which the
+    app builds on every launch)."""
     el = Element.from_Z(z)
     # Noble gases have no Pauling electronegativity (pymatgen returns NaN and warns).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         chi = el.X
-    return el.symbol, chi if math.isfinite(chi) else -1.0, bool(el.is_metal)
+    return _ElementFacts(el.symbol, chi if math.isfinite(chi) else -1.0, bool(el.is_metal))
 
 
 def structure_family(atomic_numbers: Sequence[int]) -> str:
@@ -49,9 +55,9 @@ def structure_family(atomic_numbers: Sequence[int]) -> str:
     if not zs:
         return "?"
     if len(zs) == 1:
-        return _element(zs[0])[0]
-    chi = [_element(z)[1] for z in zs]
-    return _element(zs[int(np.argmax(chi))])[0]
+        return _element(zs[0]).symbol
+    chi = [_element(z).electronegativity for z in zs]
+    return _element(zs[int(np.argmax(chi))]).symbol
 
 
 #: chemical family named by the anion (the most electronegative element) of a compound
@@ -74,7 +80,7 @@ def chemical_family(atomic_numbers: Sequence[int]) -> str:
         return "?"
     if len(zs) == 1:
         return "element"
-    if all(_element(z)[2] for z in zs):
+    if all(_element(z).is_metal for z in zs):
         return "intermetallic"
     anion = structure_family(zs)
     return _ANION_FAMILIES.get(anion, f"{anion} compound")

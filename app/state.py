@@ -306,6 +306,40 @@ class Context:
         return self.dataset.property_column
 
 
+def model_key(path: Path) -> str:
+    """What identifies a model file in the caches and the map jobs: its path and mtime."""
+    return f"{path.resolve()}:{path.stat().st_mtime}"
+
+
+def warm_up(wait_for_map_s: float = 5.0) -> str:
+    """Do at server start what the first page would otherwise wait for: import the pages'
+    libraries, load the model the sidebar opens on (with its one-line summary) and start the
+    map job of its test set under the default data directory, the same cache entries the
+    sidebar then finds. Waits at most ``wait_for_map_s`` for the map (a warm disk cache has it
+    ready in about a second); on a cold cache the job carries on and the page shows its
+    progress. Returns what was done, for the server log. Runs outside any browser session:
+    it touches only process-wide caches, never ``st.session_state``."""
+    import plotly.graph_objects as go
+
+    go.Scattergl  # noqa: B018  (plotly loads its trace classes lazily: load the map's now)
+    found = checkpoint_candidates()
+    if not found:
+        return "no model file found"
+    path = found[0]
+    mtime = path.stat().st_mtime
+    summary = checkpoint_summary(str(path), mtime)
+    model, _ = load_model_cached(str(path), mtime)
+    done = [f"model {_short(path)} ({summary})"]
+    data_dir = default_data_dir()
+    dataset = get_dataset_info(model.cfg.dataset)
+    if data_dir and (dataset_dir(data_dir, dataset) / "test.csv").is_file():
+        job = map_job(model_key(path), model, str(path), data_dir, dataset.name, 0)
+        ready = job.wait(timeout=wait_for_map_s)
+        done.append(f"latent map of {dataset.name} test.csv "
+                    + ("ready" if ready else "still being prepared (cold cache)"))
+    return "; ".join(done)
+
+
 def sidebar() -> Context | None:
     """Model and data choice in the sidebar; returns the context, or None after explaining
     what is missing."""
@@ -350,7 +384,7 @@ def sidebar() -> Context | None:
         "Test crystals to encode (0 = all)", min_value=0, max_value=100_000, value=0, step=500,
         key="test_limit",
     ))
-    key = f"{path.resolve()}:{path.stat().st_mtime}"
+    key = model_key(path)
     if st.session_state.get("model_key") != key:
         # latent vectors and results of another model mean nothing (or the wrong size) here
         for name in MODEL_STATE:

@@ -23,7 +23,7 @@ from cdvae_core.model.config import ModelConfig  # noqa: E402
 
 from conftest import cubic_srtio3  # noqa: E402
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")  # the session script (main.py: the server)
 SMALL = {"hidden": 32, "num_layers": 2, "num_rbf": 16}
 # (A, B, X) of the tiny test split: cubic ABX3 perovskites
 PEROVSKITES = [("Sr", "Ti", "O"), ("Ba", "Ti", "O"), ("Ca", "Zr", "O"), ("La", "Al", "O"),
@@ -133,6 +133,34 @@ def select_first_test_material(at: AppTest) -> AppTest:
 
 
 # ---------------------------------------------------------------------------- model and data
+def test_server_warm_up_leaves_the_first_page_nothing_to_load(app_env, tmp_path, monkeypatch):
+    """app/main.py calls state.warm_up() at server start: the first session then finds the
+    model loaded and the test set's map done, in the same process-wide caches (a fresh model
+    file and cache folder, so that nothing earlier is reused)."""
+    import sys
+
+    sys.path.insert(0, str(Path(MAIN).parent))
+    try:
+        import state
+    finally:
+        sys.path.remove(str(Path(MAIN).parent))
+    ckpt = tiny_checkpoint(tmp_path / "perov_5" / "model.pt", seed=3)
+    monkeypatch.setenv("CDVAE_CHECKPOINT", str(ckpt))
+    monkeypatch.setenv("CDVAE_DATA_DIR", str(app_env["data"]))
+    monkeypatch.setenv("CDVAE_CACHE_DIR", str(tmp_path / "cache"))
+    loads = []
+    real = state.load_model
+    monkeypatch.setattr(state, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    done = state.warm_up(wait_for_map_s=120)
+    assert "latent map of perov_5 test.csv ready" in done, done
+    assert len(loads) == 1
+    at = ok(AppTest.from_file(MAIN, default_timeout=120).run())
+    assert len(loads) == 1  # the session used the warmed-up model
+    assert not _preparing(at)  # and the map: no progress line, its first run shows it
+    assert "6 crystals encoded" in " ".join(c.value for c in at.sidebar.caption)
+    assert at.get("plotly_chart")
+
+
 def test_loads_model_and_encodes_test_set(app):
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert "Perov-5, property heat_ref" in captions and "6 crystals encoded" in captions

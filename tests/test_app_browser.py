@@ -53,11 +53,18 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def streamlit_server(env: dict, log_path: Path, timeout: float = 120.0):
     """``streamlit run app/main.py`` on a free loopback port with ``env`` added; yields its URL
-    once the server answers its health check; stopped on exit."""
+    once the server answers its health check (after its warm-up); stopped on exit."""
+    with served_process_for(REPO / "app" / "main.py", env, log_path, timeout) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served_process_for(script: Path, env: dict, log_path: Path, timeout: float = 120.0):
+    """``streamlit run <script>`` from the repository root, as :func:`streamlit_server`."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with served_process(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         f"{url}/_stcore/health", log_path, "streamlit", timeout, stop_timeout=15,
         cwd=REPO, env={**os.environ, **env},

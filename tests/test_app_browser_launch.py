@@ -94,6 +94,11 @@ def test_cold_launch_shows_progress_then_the_map(browser, cold_env):  # noqa: F8
             assert points == COLD_ROWS, points
         finally:
             pg.context.close()
+    # the server loaded the model and the map before it answered (app/main.py's warm-up),
+    # not when the first page asked for them
+    log = (cold_env["root"] / "streamlit2.log").read_text()
+    assert re.search(r"Warmed up in [\d.]+ s: model .*latent map of perov_5 test.csv ready",
+                     log), log
     print(f"warm launch to the first map: {warm_s:.1f} s")
 
 

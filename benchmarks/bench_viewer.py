@@ -12,7 +12,7 @@ The same run times the renderer of the first round (``BEFORE``, read from git: i
 model and shape each frame, rendered twice and drew antialiased at twice the resolution) and the
 current one (``cdvae_core/resources/scene_renderer.js``), with the viewer each one creates.
 
-    python benchmarks/bench_viewer.py   # writes benchmarks/results/viewer.json (a few minutes)
+    python benchmarks/bench_viewer.py [--also REV]   # writes benchmarks/results/viewer.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from cdvae_core.diffusion.presets import get_preset  # noqa: E402
 from cdvae_core.explore import scene as scn  # noqa: E402
 from cdvae_core.explore.offline import threedmol_js  # noqa: E402
 from cdvae_core.model.decode import decode  # noqa: E402
-from cdvae_core.utils import cpu_model  # noqa: E402
+from cdvae_core.utils import cpu_info  # noqa: E402
 
 from helpers import small_model  # noqa: E402
 
@@ -76,18 +76,20 @@ def trajectory(num_atoms: int, frames: int = 30):
     return res
 
 
-def renderer_source(before: bool) -> str:
-    if not before:
+def renderer_source(before: bool, rev: str | None = None) -> str:
+    """The renderer of the working tree, or that of ``rev`` (``BEFORE`` when ``before``)."""
+    rev = BEFORE if before else rev
+    if rev is None:
         return scn.renderer_js()
-    return subprocess.run(["git", "show", f"{BEFORE}:cdvae_core/resources/scene_renderer.js"],
+    return subprocess.run(["git", "show", f"{rev}:cdvae_core/resources/scene_renderer.js"],
                           cwd=REPO, check=True, capture_output=True, text=True).stdout
 
 
-def browser_ms(scenes: list[dict], before: bool, passes: int) -> dict:
+def browser_ms(scenes: list[dict], before: bool, passes: int, rev: str | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     html = (f"<html><body><div id='v' style='position:relative;width:600px;height:460px'></div>"
-            f"<script>{threedmol_js()}</script><script>{renderer_source(before)}</script>"
+            f"<script>{threedmol_js()}</script><script>{renderer_source(before, rev)}</script>"
             f"<script>window.scenes={json.dumps(scenes)};</script></body></html>")
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         page_path = Path(tmp) / "bench.html"
@@ -110,7 +112,17 @@ def _stats(out: dict) -> dict:
 
 
 def main() -> None:
-    results = {"cpu": cpu_model(), "goal_ms_per_frame": GOAL_MS, "cases": {},
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--also", metavar="REV",
+                        help="time the renderer of this git revision too, in the same run "
+                             "(the one a change is measured against)")
+    args = parser.parse_args()
+
+    results = {**cpu_info(), "load_average_1min_before": round(os.getloadavg()[0], 2),
+               "goal_ms_per_frame": GOAL_MS, "cases": {},
                "note": ("headless Chromium, software WebGL (SwiftShader, no GPU), 600 x 460 px "
                         "view, on the CPU named (shared with other jobs); drawn_ms: from "
                         "CdvaeScene.draw of a frame (atoms, bonds, arrows, 4-frame trails, "
@@ -128,6 +140,9 @@ def main() -> None:
         case["before"] = _stats(browser_ms(scenes, before=True, passes=1))
         case["after"] = _stats(browser_ms(scenes, before=False, passes=3))
         case["after"]["meets_goal"] = case["after"]["drawn_ms_median"] <= GOAL_MS
+        if args.also:
+            case[f"at {args.also}"] = _stats(browser_ms(scenes, before=False, passes=3,
+                                                        rev=args.also))
         results["cases"][name] = case
         print(name, json.dumps(case), flush=True)
         out.write_text(json.dumps(results, indent=2) + "\n")  # after each case

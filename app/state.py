@@ -8,6 +8,7 @@ sessions never see each other's work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -319,12 +320,20 @@ def warm_up(wait_for_map_s: float = 5.0) -> str:
     ready in about a second); on a cold cache the job carries on and the page shows its
     progress. Returns what was done, for the server log. Runs outside any browser session:
     it touches only process-wide caches, never ``st.session_state``."""
+    import importlib
+
     import plotly.graph_objects as go
 
     go.Scattergl  # noqa: B018  (plotly loads its trace classes lazily: load the map's now)
+    # what the pages import (the pages themselves are scripts, run per session)
+    for module in sorted((Path(__file__).parent / "components").glob("*.py")):
+        importlib.import_module(f"components.{module.stem}")
     found = checkpoint_candidates()
     if not found:
         return "no model file found"
+    for other in found:  # the sidebar's model list shows each file's one-line summary
+        with contextlib.suppress(OSError):
+            checkpoint_summary(str(other), other.stat().st_mtime)
     path = found[0]
     mtime = path.stat().st_mtime
     summary = checkpoint_summary(str(path), mtime)

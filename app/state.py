@@ -325,9 +325,12 @@ def warm_up(wait_for_map_s: float = 5.0) -> str:
     import plotly.graph_objects as go
 
     go.Scattergl  # noqa: B018  (plotly loads its trace classes lazily: load the map's now)
-    # what the pages import (the pages themselves are scripts, run per session)
-    for module in sorted((Path(__file__).parent / "components").glob("*.py")):
-        importlib.import_module(f"components.{module.stem}")
+    # the libraries the pages import (the pages are scripts, run per session). Not the app's
+    # own components: Streamlit registers the 3D viewer's component only when it is declared
+    # inside a session's script run, so components.viewer (and what imports it) must load there
+    for module in ("cdvae_core.explore.scene", "cdvae_core.metrics.evaluate", "cdvae_core.relax",
+                   "cdvae_core.model.decode", "components.latent_plot", "components.loading"):
+        importlib.import_module(module)
     found = checkpoint_candidates()
     if not found:
         return "no model file found"

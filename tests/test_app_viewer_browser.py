@@ -130,7 +130,15 @@ def test_denoising_arrows(page):
     until(pg, 0, lambda r: int(r.get("frame", 0)) >= 3)
     pg.get_by_text("Play", exact=True).click()
     wait_idle(pg)
-    r = until(pg, 0, lambda r: int(r.get("arrows", 0)) > 0 and int(r.get("frame", 0)) > 0)
+    # then frame 2, where the noise is still large: the arrows (sigma^2 x score) of late frames
+    # can all be shorter than the renderer draws, and where playing stopped depends on the load
+    thumb = pg.locator('input[type="range"][aria-label="Frame"]')
+    thumb.focus()
+    thumb.press("Home")
+    for _ in range(2):
+        thumb.press("ArrowRight")
+    wait_idle(pg)
+    r = until(pg, 0, lambda r: int(r.get("arrows", 0)) > 0 and r.get("frame") == "2")
     assert int(r["arrows"]) == int(r["cellAtoms"]) and int(r["trails"]) > 0
     assert float(r["updateMs"]) > 0  # timed by the renderer; benchmarks/bench_viewer.py
     check_viewer(pg, 0, "denoising_arrows_tiny")
@@ -192,67 +200,3 @@ def test_readme_denoising_shot_with_the_shipped_model(browser, app_env, tmp_path
         finally:
             pg.context.close()
 
-
-_PLAY = """(scenes) => {
-    // the denoising player's sequence: frame 0 (its view reset), then the others in turn
-    const el = document.getElementById('v');
-    const v = CdvaeScene.createViewer(el);
-    const models = [];
-    scenes.forEach((s, i) => models.push(
-        CdvaeScene.draw(v, scenes, i, i === 0 ? {resetView: true} : {}).model));
-    const played = v.pngURI();
-    // the last frame alone, in a viewer of its own, drawn with the same view
-    const el2 = document.getElementById('w');
-    const w = CdvaeScene.createViewer(el2);
-    CdvaeScene.draw(w, [scenes[0]], 0, {resetView: true});
-    CdvaeScene.draw(w, [scenes[scenes.length - 1]], 0, {});
-    return {models: models, played: played, alone: w.pngURI()};
-}"""
-
-
-def test_a_trajectory_plays_in_one_model_as_image_atoms_come_and_go(browser, tmp_path):  # noqa: F811
-    """Frames whose number of drawn rows differs (sites move onto and off the cell faces, so
-    image atoms come and go) are drawn by moving one model's atoms, rebuilt at most once after
-    the first frame, and the spare rows draw nothing: the last frame after the others looks
-    exactly as it does drawn alone (same view)."""
-    import base64
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from cdvae_core.explore import scene as scn
-    from cdvae_core.explore.offline import threedmol_js
-
-    from conftest import cubic_srtio3
-
-    on_faces = cubic_srtio3()  # Sr on the corners, O on the face centres: many image rows
-    inside = on_faces.copy()
-    inside.translate_sites(list(range(len(inside))), [0.1, 0.13, 0.07])  # none on a face
-    scenes = [scn.structure_scene(s) for s in (inside, on_faces, inside, on_faces, inside)]
-    rows = [len(s["atoms"]) for s in scenes]
-    assert rows[1] > rows[0] == rows[2], rows
-    box = "style='position:relative;width:400px;height:300px'"
-    (tmp_path / "play.html").write_text(
-        f"<html><body><div id='v' {box}></div><div id='w' {box}></div>"
-        f"<script>{threedmol_js()}</script><script>{scn.renderer_js()}</script></body></html>")
-    pg = browser.new_page()
-    try:
-        pg.goto((tmp_path / "play.html").as_uri())
-        out = pg.evaluate(_PLAY, scenes)
-    finally:
-        pg.close()
-    # the first frame sets the view and is drawn as it is; the first larger frame makes room
-    # for the largest, and every frame after it moves atoms
-    assert out["models"] == ["built", "built", "moved", "moved", "moved"], out["models"]
-
-    def pixels(uri: str) -> np.ndarray:
-        png = base64.b64decode(uri.split(",", 1)[1])
-        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
-
-    played, alone = pixels(out["played"]), pixels(out["alone"])
-    Image.fromarray(np.hstack([played, alone]).astype("uint8")).save(
-        ARTIFACTS / "trajectory_spare_rows.png")
-    assert played.shape == alone.shape
-    assert (played != 255).any()  # the crystal was drawn at all
-    assert np.abs(played - alone).max() <= 8, np.abs(played - alone).max()

@@ -192,40 +192,26 @@
     });
   }
 
-  // a spare row of the atoms' model: drawn as nothing, kept on a shown atom, labelled by no
-  // hover; a frame that sets the view has none (3Dmol's zoomTo centres on the mean of all atoms)
-  function hiddenAtom(specs, i) {
-    const at = specs[0] || { x: 0, y: 0, z: 0 };
-    return { elem: "X", x: at.x, y: at.y, z: at.z, index: i, serial: i, bonds: [],
-             bondOrder: [], color: "#ffffff", properties: { site: -1, kind: -1, corner: false },
-             style: {} };
-  }
-
-  function drawAtoms(viewer, st, scene, rows, bonds, nBonds, opts, capacity) {
-    // One model per trajectory, made with room for its largest frame (`capacity` rows: image
-    // atoms come and go between frames as sites cross the cell faces); a frame moves its
-    // atoms in place (element, bonds, style and colour too), the spare ones hidden (no style,
-    // no bonds), and setColorByFunction marks the model for redrawing. Rebuilding the model
-    // whenever the number of rows changed did so on almost every frame of an MP-20-sized cell.
+  function drawAtoms(viewer, st, scene, rows, bonds, nBonds, opts) {
+    // a new model when the number of rows changes; otherwise the atoms move in place (their
+    // element, bonds, style and colour too) and setColorByFunction marks the model for redrawing
     const specs = atomSpecs(scene, rows, bonds, nBonds, opts);
     st.scene = scene;  // what the hover labels describe
-    if (st.model && (st.nRows === specs.length || (!opts.resetView && st.nRows > specs.length))) {
+    if (st.model && st.nRows === specs.length) {
       const atoms = st.model.selectedAtoms({});
       atoms.forEach((atom, i) => {
-        const s = specs[i] || hiddenAtom(specs, i);
+        const s = specs[i];
         for (const f of ["elem", "x", "y", "z", "bonds", "bondOrder", "properties", "style"]) atom[f] = s[f];
       });
-      st.model.setColorByFunction({}, (atom) => (specs[atom.index] || { color: "#ffffff" }).color);
+      st.model.setColorByFunction({}, (atom) => specs[atom.index].color);
       return "moved";
     }
     if (st.model) viewer.removeModel(st.model);
     st.model = viewer.addModel();
-    const spare = [];
-    for (let i = specs.length; i < capacity; i++) spare.push(hiddenAtom(specs, i));
-    st.nRows = Math.max(specs.length, capacity);
-    st.model.addAtoms(specs.concat(spare));
+    st.nRows = specs.length;
+    st.model.addAtoms(specs);
     st.model.setHoverable({}, true, (atom, v) => {
-      if (!atom.label && atom.properties.kind !== -1) {
+      if (!atom.label) {
         atom.label = v.addLabel(hoverText(st.scene, atom), { position: atom, fontSize: 11,
           fontColor: "black", backgroundColor: "white", backgroundOpacity: 0.85,
           borderColor: "#999999", borderThickness: 0.5, inFront: true });
@@ -258,14 +244,7 @@
       nBonds += 1;
       if (cross.has(k)) nCross += 1;
     });
-    if (st.scenes !== scenes) {  // a new trajectory (or picture): room for its largest frame
-      st.scenes = scenes;
-      st.capacity = Math.max(...scenes.map((sc) => sc.atoms.length));
-    }
-    // a frame that sets the view is drawn without spare rows; a larger frame after it rebuilds
-    // the model once, with room for the largest
-    const capacity = opts.resetView ? rows.length : st.capacity;
-    const report = { model: drawAtoms(viewer, st, scene, rows, bonds, nBonds, opts, capacity),
+    const report = { model: drawAtoms(viewer, st, scene, rows, bonds, nBonds, opts),
                      antialias: st.antialias === undefined ? "unknown" : String(st.antialias) };
     drawCell(viewer, st, scene.cell);
     drawPolyhedra(viewer, st, scene, opts, report);
